@@ -1,0 +1,167 @@
+//! Binds the plugin's logic to the `billing:reseller` world: the only module that sees the
+//! generated types. Conversions between them and [`crate::model`] live here and nowhere else.
+
+wit_bindgen::generate!({ world: "plugin", path: "../wit" });
+
+use billing::reseller::{catalogue, types as wit, upstream};
+use exports::billing::reseller::{orders as hooks, pricing};
+
+use crate::model::{FieldError, Format, Money, Offer, PeriodCost, PricingError, Query};
+use crate::orders::{self, CallError, OrderError, Response, Upstream};
+use crate::policy::Settings;
+
+struct Plugin;
+
+export!(Plugin);
+
+impl pricing::Guest for Plugin {
+    fn export_prices(query: pricing::Query) -> Result<pricing::Document, wit::PricingError> {
+        let snapshot = catalogue::get();
+        let settings = Settings::from_json(&snapshot.settings).map_err(pricing_error)?;
+        let offers: Vec<Offer> = snapshot.offers.into_iter().map(offer).collect();
+        let query = Query {
+            itemtype: query.itemtype,
+            only_available: query.only_available,
+            pricelist: query.pricelist,
+            format: match query.format {
+                pricing::Format::Xml => Format::Xml,
+                pricing::Format::Json => Format::Json,
+            },
+        };
+        let doc = crate::export_prices(&offers, &settings, &query).map_err(pricing_error)?;
+        Ok(pricing::Document {
+            content_type: doc.content_type.to_owned(),
+            body: doc.body,
+        })
+    }
+}
+
+fn offer(o: wit::Offer) -> Offer {
+    Offer {
+        tariff_id: o.tariff_id,
+        intname: o.intname,
+        additionintname: o.additionintname,
+        name: o.name,
+        upstream_costs: o
+            .upstream_costs
+            .into_iter()
+            .map(|c| PeriodCost {
+                months: c.months,
+                cost: money(c.cost),
+            })
+            .collect(),
+        orderable: o.orderable,
+    }
+}
+
+fn money(m: wit::Money) -> Money {
+    Money {
+        units: m.units,
+        currency: m.currency,
+    }
+}
+
+fn field_error(e: FieldError) -> wit::FieldError {
+    wit::FieldError {
+        field: e.field,
+        value: e.value,
+        message: e.message,
+    }
+}
+
+fn pricing_error(e: PricingError) -> wit::PricingError {
+    match e {
+        PricingError::InvalidValue(f) => wit::PricingError::InvalidValue(field_error(f)),
+        PricingError::InvalidSettings(f) => wit::PricingError::InvalidSettings(field_error(f)),
+        PricingError::Overflow(m) => wit::PricingError::Overflow(m),
+    }
+}
+
+/// The host's mediated upstream call.
+struct HostUpstream;
+
+impl Upstream for HostUpstream {
+    fn call(&mut self, func: &str, params: &[(&str, &str)]) -> Result<Response, CallError> {
+        let request = upstream::Request {
+            func: func.to_owned(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        match upstream::call(&request) {
+            Ok(r) => Ok(Response {
+                status: r.status,
+                body: r.body,
+                truncated: r.truncated,
+            }),
+            Err(upstream::CallError::NotAllowed(m)) => Err(CallError::NotAllowed(m)),
+            Err(upstream::CallError::NotSent(m)) => Err(CallError::NotSent(m)),
+            Err(upstream::CallError::InDoubt(m)) => Err(CallError::InDoubt(m)),
+        }
+    }
+}
+
+impl hooks::Guest for Plugin {
+    fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
+        let order = orders::Order {
+            licence_id: order.licence_id,
+            tariff_id: order.tariff_id,
+            period: order.period,
+            autoprolong: order.autoprolong,
+        };
+        let service_id = orders::place(&mut HostUpstream, &order).map_err(order_error)?;
+        Ok(hooks::Placed { service_id })
+    }
+
+    fn rebind(service_id: String, licence_id: String) -> Result<(), wit::OrderError> {
+        orders::rebind(&mut HostUpstream, &service_id, &licence_id).map_err(order_error)
+    }
+
+    fn renew(service_id: String, period: wit::Months) -> Result<(), wit::OrderError> {
+        orders::renew(&mut HostUpstream, &service_id, period).map_err(order_error)
+    }
+
+    fn remove(service_id: String) -> Result<(), wit::OrderError> {
+        orders::remove(&mut HostUpstream, &service_id).map_err(order_error)
+    }
+
+    fn upstream_costs() -> Result<Vec<hooks::UpstreamOffer>, wit::OrderError> {
+        let offers = orders::upstream_costs(&mut HostUpstream).map_err(order_error)?;
+        Ok(offers
+            .into_iter()
+            .map(|o| hooks::UpstreamOffer {
+                tariff_id: o.tariff_id,
+                costs: o
+                    .costs
+                    .into_iter()
+                    .map(|c| wit::PeriodCost {
+                        months: c.months,
+                        cost: wit::Money {
+                            units: c.cost.units,
+                            currency: c.cost.currency,
+                        },
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+}
+
+fn order_error(e: OrderError) -> wit::OrderError {
+    match e {
+        OrderError::Auth(m) => wit::OrderError::Auth(m),
+        OrderError::InvalidValue(f) => wit::OrderError::InvalidValue(field_error(f)),
+        OrderError::MissingValue(f) => wit::OrderError::MissingValue(field_error(f)),
+        OrderError::InsufficientBalance(m) => wit::OrderError::InsufficientBalance(m),
+        OrderError::NotSent(m) => wit::OrderError::NotSent(m),
+        OrderError::InDoubt(m) => wit::OrderError::InDoubt(m),
+        OrderError::MalformedAnswer(m) => wit::OrderError::MalformedAnswer(m),
+        OrderError::Upstream(f) => wit::OrderError::Upstream(wit::UpstreamFailure {
+            kind: f.kind,
+            object: f.object,
+            message: f.message,
+        }),
+        OrderError::Other(m) => wit::OrderError::Other(m),
+    }
+}

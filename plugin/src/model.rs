@@ -1,0 +1,125 @@
+//! Plain Rust mirrors of the contract's types, so that the logic compiles and is tested natively.
+
+use std::fmt;
+
+/// Ten-thousandths in one unit of a currency: BILLmanager prints costs with four decimals.
+pub const UNITS_PER_ONE: i64 = 10_000;
+
+/// An amount of money in ten-thousandths of a currency's unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Money {
+    /// The amount in ten-thousandths.
+    pub units: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+/// Prints an amount of ten-thousandths with exactly four decimals, e.g. `950.0000`.
+pub struct Cost(pub i64);
+
+impl fmt::Display for Cost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let per = UNITS_PER_ONE.unsigned_abs();
+        write!(f, "{sign}{}.{:04}", abs / per, abs % per)
+    }
+}
+
+/// What the upstream charges for one period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodCost {
+    /// Period length in months.
+    pub months: u16,
+    /// Cost of one such period.
+    pub cost: Money,
+}
+
+/// One module of the partner's catalogue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// Upstream tariff ID.
+    pub tariff_id: u64,
+    /// Service name.
+    pub intname: String,
+    /// Service name of the module's kind.
+    pub additionintname: String,
+    /// Display name.
+    pub name: String,
+    /// Upstream cost per period.
+    pub upstream_costs: Vec<PeriodCost>,
+    /// Whether it can be ordered now.
+    pub orderable: bool,
+}
+
+/// Document format of an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// BILLmanager XML.
+    Xml,
+    /// BILLmanager JSON.
+    Json,
+}
+
+/// A price export query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// `itemtype`.
+    pub itemtype: String,
+    /// `onlyavailable=on`.
+    pub only_available: bool,
+    /// `pricelist=ID`.
+    pub pricelist: Option<u64>,
+    /// `out`.
+    pub format: Format,
+}
+
+/// A rendered document and its content type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// HTTP content type.
+    pub content_type: &'static str,
+    /// The bytes.
+    pub body: Vec<u8>,
+}
+
+/// A refused field or setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field name or dotted setting path.
+    pub field: String,
+    /// The refused value.
+    pub value: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why a price export could not be answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PricingError {
+    /// A query parameter the plugin does not serve.
+    #[error("invalid value of `{}`: {}", .0.field, .0.message)]
+    InvalidValue(FieldError),
+    /// The partner's settings are wrong.
+    #[error("invalid setting `{}`: {}", .0.field, .0.message)]
+    InvalidSettings(FieldError),
+    /// A price does not fit the money type.
+    #[error("price overflow: {0}")]
+    Overflow(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_prints_four_decimals() {
+        assert_eq!(Cost(9_500_000).to_string(), "950.0000");
+        assert_eq!(Cost(9_139_286).to_string(), "913.9286");
+        assert_eq!(Cost(1).to_string(), "0.0001");
+        assert_eq!(Cost(0).to_string(), "0.0000");
+        assert_eq!(Cost(-5_000).to_string(), "-0.5000");
+        assert_eq!(Cost(i64::MAX).to_string(), "922337203685477.5807");
+        assert_eq!(Cost(i64::MIN).to_string(), "-922337203685477.5808");
+    }
+}
