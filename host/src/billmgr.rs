@@ -1,0 +1,341 @@
+//! The partner-facing side of BILLmanager's protocol: request parameters, and the error document
+//! every failure is answered with:
+//!
+//! ```xml
+//! <doc><error type="value" object="itemtype">
+//!   <param name="object" type="msg" msg="itemtype">itemtype</param>
+//!   <param name="value">soft</param>
+//!   <msg>The value of the field 'itemtype' is invalid</msg>
+//! </error></doc>
+//! ```
+//!
+//! Messages never carry internals (paths, backtraces, secrets); echoed values are cut short.
+
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
+use serde_json::json;
+
+use crate::bindings::pricing::{Format, Query};
+
+/// Content type of XML answers.
+pub const XML: &str = "text/xml; charset=utf-8";
+/// Content type of JSON answers.
+pub const JSON: &str = "application/json; charset=utf-8";
+
+/// The longest value echoed back in an error document, in characters.
+const ECHO_CHARS: usize = 64;
+
+/// A request's parameters, from the query string and a form body, in order.
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Parses `application/x-www-form-urlencoded` text (a query string or a form body).
+    pub fn parse(parts: &[&[u8]]) -> Self {
+        Params(
+            parts
+                .iter()
+                .flat_map(|p| form_urlencoded::parse(p))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The document format asked for; XML when absent.
+    pub fn format(&self) -> Result<Format, BillmgrError> {
+        match self.get("out") {
+            None | Some("xml") => Ok(Format::Xml),
+            Some("json") => Ok(Format::Json),
+            Some(other) => Err(BillmgrError::value("out", other, "expected xml or json")),
+        }
+    }
+
+    /// The `pricelist.export` query.
+    pub fn price_query(&self) -> Result<Query, BillmgrError> {
+        let format = self.format()?;
+        let itemtype = self
+            .get("itemtype")
+            .ok_or_else(|| BillmgrError::missed("itemtype"))?;
+        let only_available = match self.get("onlyavailable") {
+            None | Some("off" | "") => false,
+            Some("on") => true,
+            Some(other) => {
+                return Err(BillmgrError::value(
+                    "onlyavailable",
+                    other,
+                    "expected on or off",
+                ));
+            }
+        };
+        let pricelist = match self.get("pricelist") {
+            None | Some("") => None,
+            Some(id) => Some(id.parse::<u64>().map_err(|_| {
+                BillmgrError::value("pricelist", id, "expected a tariff ID (a whole number)")
+            })?),
+        };
+        let lang = match self.get("lang") {
+            None => None,
+            Some(l) if l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') => {
+                Some(l.to_owned())
+            }
+            Some(l) => {
+                return Err(BillmgrError::value(
+                    "lang",
+                    l,
+                    "expected a language code such as en",
+                ));
+            }
+        };
+        Ok(Query {
+            itemtype: itemtype.to_owned(),
+            only_available,
+            pricelist,
+            format,
+            lang,
+        })
+    }
+}
+
+/// An error answered as a BILLmanager error document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillmgrError {
+    /// HTTP status.
+    pub status: u16,
+    /// The error's `type`: `value`, `missed`, or the host's own `plugin` and `internal`.
+    pub kind: &'static str,
+    /// The error's `object`: the field concerned, when there is one.
+    pub object: String,
+    /// The refused value, echoed (cut short).
+    pub value: Option<String>,
+    /// The `<msg>` text.
+    pub message: String,
+}
+
+impl BillmgrError {
+    /// A required parameter is missing.
+    pub fn missed(object: &str) -> Self {
+        BillmgrError {
+            status: 400,
+            kind: "missed",
+            object: object.to_owned(),
+            value: None,
+            message: format!("The field '{object}' is required"),
+        }
+    }
+
+    /// A parameter has a value that is not served.
+    pub fn value(object: &str, value: &str, why: &str) -> Self {
+        BillmgrError {
+            status: 400,
+            kind: "value",
+            object: object.to_owned(),
+            value: Some(value.chars().take(ECHO_CHARS).collect()),
+            message: format!("The value of the field '{object}' is invalid: {why}"),
+        }
+    }
+
+    /// No such function.
+    pub fn unknown_func(func: &str) -> Self {
+        BillmgrError {
+            status: 404,
+            ..BillmgrError::value("func", func, "no such function here")
+        }
+    }
+
+    /// The query string or form body is longer than allowed.
+    pub fn too_long(max: usize) -> Self {
+        BillmgrError {
+            status: 414,
+            kind: "value",
+            object: "query".to_owned(),
+            value: None,
+            message: format!("The request's parameters are longer than {max} bytes"),
+        }
+    }
+
+    /// The plugin failed: the partner's fault, not the caller's.
+    pub fn plugin() -> Self {
+        BillmgrError {
+            status: 500,
+            kind: "plugin",
+            object: String::new(),
+            value: None,
+            message: "The partner's pricing could not be computed; please try again later"
+                .to_owned(),
+        }
+    }
+
+    /// The host failed, or is misconfigured.
+    pub fn internal() -> Self {
+        BillmgrError {
+            status: 500,
+            kind: "internal",
+            object: String::new(),
+            value: None,
+            message: "The partner's billing could not answer; please try again later".to_owned(),
+        }
+    }
+
+    /// No such path.
+    pub fn not_found() -> Self {
+        BillmgrError {
+            status: 404,
+            kind: "missed",
+            object: "path".to_owned(),
+            value: None,
+            message: "No such page; BILLmanager calls go to /billmgr".to_owned(),
+        }
+    }
+
+    /// The document in `format`, with its content type.
+    pub fn render(&self, format: Format) -> (&'static str, Vec<u8>) {
+        match format {
+            Format::Xml => (XML, self.xml()),
+            Format::Json => (JSON, self.json()),
+        }
+    }
+
+    fn xml(&self) -> Vec<u8> {
+        let mut w = Writer::new(Vec::with_capacity(256));
+        // Writing into a Vec cannot fail.
+        let _ = (|| -> std::io::Result<()> {
+            w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+            w.create_element("doc").write_inner_content(|w| {
+                let mut error = w
+                    .create_element("error")
+                    .with_attribute(("type", self.kind));
+                if !self.object.is_empty() {
+                    error = error.with_attribute(("object", self.object.as_str()));
+                }
+                error.write_inner_content(|w| {
+                    if !self.object.is_empty() {
+                        w.create_element("param")
+                            .with_attributes([
+                                ("name", "object"),
+                                ("type", "msg"),
+                                ("msg", self.object.as_str()),
+                            ])
+                            .write_text_content(BytesText::new(&self.object))?;
+                    }
+                    if let Some(value) = &self.value {
+                        w.create_element("param")
+                            .with_attribute(("name", "value"))
+                            .write_text_content(BytesText::new(value))?;
+                    }
+                    w.create_element("msg")
+                        .write_text_content(BytesText::new(&self.message))?;
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+            Ok(())
+        })();
+        w.into_inner()
+    }
+
+    fn json(&self) -> Vec<u8> {
+        let mut params = Vec::new();
+        if !self.object.is_empty() {
+            params.push(
+                json!({"$name": "object", "$type": "msg", "$msg": self.object, "$": self.object}),
+            );
+        }
+        if let Some(value) = &self.value {
+            params.push(json!({"$name": "value", "$": value}));
+        }
+        let mut error = json!({"$type": self.kind, "msg": {"$": self.message}});
+        if !self.object.is_empty() {
+            error["$object"] = json!(self.object);
+        }
+        match params.len() {
+            0 => {}
+            1 => error["param"] = params.remove(0),
+            _ => error["param"] = json!(params),
+        }
+        json!({"doc": {"error": error}}).to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> Params {
+        Params::parse(&[q.as_bytes()])
+    }
+
+    #[test]
+    fn the_panels_query_parses() {
+        let q =
+            params("func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml&authinfo=u:p")
+                .price_query()
+                .expect("query");
+        assert_eq!(q.itemtype, "addition");
+        assert!(q.only_available);
+        assert_eq!(q.pricelist, None);
+        assert!(matches!(q.format, Format::Xml));
+        let q = params("itemtype=addition&pricelist=55361&out=json&lang=ru&extra=1")
+            .price_query()
+            .expect("query");
+        assert_eq!(q.pricelist, Some(55361));
+        assert!(matches!(q.format, Format::Json));
+        assert_eq!(q.lang.as_deref(), Some("ru"));
+        assert!(!q.only_available);
+    }
+
+    #[test]
+    fn bad_parameters_name_the_field() {
+        let object = |q: &str| params(q).price_query().expect_err(q).object;
+        assert_eq!(object("out=html&itemtype=addition"), "out");
+        assert_eq!(object("out=xml"), "itemtype");
+        assert_eq!(object("itemtype=addition&pricelist=abc"), "pricelist");
+        assert_eq!(object("itemtype=addition&pricelist=-1"), "pricelist");
+        assert_eq!(
+            object("itemtype=addition&pricelist=99999999999999999999999"),
+            "pricelist"
+        );
+        assert_eq!(
+            object("itemtype=addition&onlyavailable=yes"),
+            "onlyavailable"
+        );
+        assert_eq!(object("itemtype=addition&lang=%3Cscript%3E"), "lang");
+    }
+
+    #[test]
+    fn error_document_is_escaped_and_complete() {
+        let e = BillmgrError::value("itemtype", "<soft & \"hard\">", "only modules");
+        let (ct, body) = e.render(Format::Xml);
+        assert_eq!(ct, XML);
+        let text = String::from_utf8(body).expect("utf-8");
+        let doc = roxmltree::Document::parse(&text).expect("well-formed");
+        let error = doc.root_element().first_element_child().expect("error");
+        assert_eq!(error.tag_name().name(), "error");
+        assert_eq!(error.attribute("type"), Some("value"));
+        assert_eq!(error.attribute("object"), Some("itemtype"));
+        let value = error
+            .children()
+            .find(|n| n.attribute("name") == Some("value"))
+            .expect("value");
+        assert_eq!(value.text(), Some("<soft & \"hard\">"));
+
+        let (ct, body) = e.render(Format::Json);
+        assert_eq!(ct, JSON);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["doc"]["error"]["$type"], "value");
+        assert_eq!(v["doc"]["error"]["param"][1]["$"], "<soft & \"hard\">");
+    }
+
+    #[test]
+    fn echoed_values_are_cut() {
+        let e = BillmgrError::value("x", &"Щ".repeat(1000), "no");
+        assert_eq!(e.value.map(|v| v.chars().count()), Some(ECHO_CHARS));
+    }
+}

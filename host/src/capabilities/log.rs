@@ -1,0 +1,86 @@
+//! `billing:reseller/log`: the plugin's messages, in the host's log under the target `plugin`.
+//!
+//! A plugin is untrusted: each message is cut to [`MAX_MESSAGE_BYTES`] and a call may emit at
+//! most [`MAX_MESSAGES_PER_CALL`]; the rest are counted and reported once.
+
+use std::sync::Arc;
+
+use crate::bindings::log::{Host, Level};
+
+/// The longest message kept, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// The most messages one call may log.
+pub const MAX_MESSAGES_PER_CALL: u32 = 64;
+
+/// One call's log sink.
+pub struct LogCap {
+    plugin: Arc<str>,
+    emitted: u32,
+}
+
+impl LogCap {
+    /// A sink that marks messages with the plugin's name.
+    pub fn new(plugin: Arc<str>) -> Self {
+        LogCap { plugin, emitted: 0 }
+    }
+
+    /// How many messages this call has asked to log.
+    pub fn emitted(&self) -> u32 {
+        self.emitted
+    }
+}
+
+/// Cuts `message` to at most `max` bytes on a character boundary.
+fn cut(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl Host for LogCap {
+    fn emit(&mut self, level: Level, message: String) {
+        self.emitted = self.emitted.saturating_add(1);
+        if self.emitted > MAX_MESSAGES_PER_CALL {
+            if self.emitted == MAX_MESSAGES_PER_CALL + 1 {
+                tracing::warn!(target: "plugin", plugin = %self.plugin, "further messages of this call dropped");
+            }
+            return;
+        }
+        let message = cut(&message, MAX_MESSAGE_BYTES);
+        let plugin = &*self.plugin;
+        match level {
+            Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+        }
+    }
+}
+
+impl crate::bindings::types::Host for LogCap {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_on_a_character_boundary() {
+        assert_eq!(cut("abc", 10), "abc");
+        assert_eq!(cut("Щит", 3), "Щ");
+        assert_eq!(cut("Щит", 4), "Щи");
+    }
+
+    #[test]
+    fn counts_messages_past_the_bound() {
+        let mut cap = LogCap::new("p".into());
+        for _ in 0..MAX_MESSAGES_PER_CALL + 10 {
+            cap.emit(Level::Info, "x".repeat(MAX_MESSAGE_BYTES * 2));
+        }
+        assert_eq!(cap.emitted(), MAX_MESSAGES_PER_CALL + 10);
+    }
+}

@@ -1,0 +1,436 @@
+//! The host's configuration: one TOML file, or the embedded defaults when there is none.
+//!
+//! Errors name the file and the key. Amounts are decimal strings (or whole numbers), never
+//! floats. The `[pricing]` table belongs to the plugin: the host passes it on as JSON and the
+//! plugin checks it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+
+/// The embedded default configuration.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Where the embedded defaults are said to come from in messages.
+pub const DEFAULTS_NAME: &str = "<embedded defaults>";
+
+/// A configuration that could not be read, named by file and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {key}: {message}")]
+pub struct ConfigError {
+    /// The configuration file, or [`DEFAULTS_NAME`].
+    pub file: String,
+    /// The dotted key at fault, e.g. `catalogue.modules[2].cost.month`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about `key` in the configuration `source`.
+    pub fn new(source: &Source, key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: source.name(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a configuration came from: file paths in it are relative to its folder.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A file.
+    File(PathBuf),
+    /// The embedded defaults.
+    Embedded,
+}
+
+impl Source {
+    /// A name for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded => DEFAULTS_NAME.to_owned(),
+        }
+    }
+
+    /// Resolves a path written in the configuration.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match self {
+            Source::File(file) => file.parent().unwrap_or(Path::new(".")).join(path),
+            Source::Embedded => path.to_owned(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: Server,
+    /// The plugin that prices and orders.
+    #[serde(default)]
+    pub plugin: PluginConfig,
+    /// The modules the partner resells.
+    pub catalogue: CatalogueConfig,
+    /// The plugin's pricing settings, passed to it as they are.
+    #[serde(default)]
+    pub pricing: toml::Table,
+    /// Where the configuration came from.
+    #[serde(skip, default = "embedded")]
+    pub source: Source,
+}
+
+fn embedded() -> Source {
+    Source::Embedded
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The longest query string (and form body) accepted, in bytes.
+    #[serde(default = "default_max_query_bytes")]
+    pub max_query_bytes: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: default_listen(),
+            max_query_bytes: default_max_query_bytes(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_max_query_bytes() -> usize {
+    4096
+}
+
+/// `[plugin]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A component file; without it the plugin built into the host serves.
+    pub path: Option<PathBuf>,
+}
+
+/// The partner's upstream account region, which selects the tariff IDs.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    /// Accounts registered in Russia (`api.ispmanager.ru`).
+    Ru,
+    /// Accounts registered elsewhere (`api-eu.ispmanager.com`).
+    Eu,
+}
+
+/// `[catalogue]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueConfig {
+    /// Which tariff IDs apply.
+    pub region: Region,
+    /// Currency of upstream costs, unless a module says otherwise.
+    pub currency: Currency,
+    /// The modules, in the order the price list shows them.
+    #[serde(default)]
+    pub modules: Vec<Module>,
+}
+
+/// `[[catalogue.modules]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    /// Service name.
+    pub intname: String,
+    /// Service name of the module's kind.
+    pub additionintname: String,
+    /// Display name.
+    pub name: String,
+    /// Tariff IDs per region.
+    pub tariff: Tariff,
+    /// Upstream cost per period.
+    pub cost: Costs,
+    /// Currency of `cost`, when not the catalogue's.
+    pub currency: Option<Currency>,
+    /// Whether it can be ordered now.
+    #[serde(default = "yes")]
+    pub orderable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Tariff IDs per region.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tariff {
+    /// For accounts in Russia.
+    pub ru: u64,
+    /// For other accounts.
+    pub eu: u64,
+}
+
+/// Upstream cost per period.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Costs {
+    /// One month; mandatory.
+    pub month: Amount,
+    /// Twelve months.
+    pub year: Option<Amount>,
+}
+
+/// A non-negative amount, in ten-thousandths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Amount(pub i64);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct AmountVisitor;
+        impl Visitor<'_> for AmountVisitor {
+            type Value = Amount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount written as a string, e.g. \"9.90\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
+                let d: Decimal = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| E::custom(format!("`{v}` is not an amount")))?;
+                if d.is_sign_negative() && !d.is_zero() {
+                    return Err(E::custom(format!("{v} is negative; a price cannot be")));
+                }
+                if d.scale() > 4 {
+                    return Err(E::custom(format!("{v} has more than four decimals")));
+                }
+                d.checked_mul(Decimal::from(10_000))
+                    .and_then(|u| i64::try_from(u).ok())
+                    .map(Amount)
+                    .ok_or_else(|| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
+                Err(E::custom(format!(
+                    "{v} is a float; write amounts as strings, e.g. \"{v}\""
+                )))
+            }
+        }
+        d.deserialize_any(AmountVisitor)
+    }
+}
+
+/// An ISO 4217 currency code: three capital letters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Currency(pub String);
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+            Ok(Currency(code))
+        } else {
+            Err(de::Error::custom(format!(
+                "`{code}` is not an ISO 4217 code such as EUR"
+            )))
+        }
+    }
+}
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let source = Source::File(path.to_owned());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&source, "(file)", format!("cannot read: {e}")))?;
+        Config::parse(&text, source)
+    }
+
+    /// The embedded defaults.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULTS, Source::Embedded)
+    }
+
+    /// Reads `path` when given, otherwise the embedded defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Config::from_file(p),
+            None => Config::embedded(),
+        }
+    }
+
+    /// Parses and checks a configuration's text.
+    pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
+        let located = |e: &toml::de::Error| match e.span() {
+            Some(span) => {
+                let before = text.get(..span.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                format!("{} (line {line})", e.message())
+            }
+            None => e.message().to_owned(),
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::new(&source, "(syntax)", located(&e)))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::new(&source, key, located(e.inner()))
+        })?;
+        config.source = source;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let mut intnames = HashSet::new();
+        let mut tariffs = HashSet::new();
+        for (i, m) in self.catalogue.modules.iter().enumerate() {
+            let key = |k: &str| format!("catalogue.modules[{i}].{k}");
+            if m.intname.trim().is_empty() {
+                return Err(ConfigError::new(
+                    &self.source,
+                    key("intname"),
+                    "must not be empty",
+                ));
+            }
+            if !intnames.insert(m.intname.as_str()) {
+                let msg = format!("`{}` is listed twice", m.intname);
+                return Err(ConfigError::new(&self.source, key("intname"), msg));
+            }
+            if !tariffs.insert(self.tariff_id(m)) {
+                let msg = format!("tariff {} is listed twice", self.tariff_id(m));
+                return Err(ConfigError::new(&self.source, key("tariff"), msg));
+            }
+        }
+        Ok(())
+    }
+
+    /// A module's tariff ID in the configured region.
+    pub fn tariff_id(&self, module: &Module) -> u64 {
+        match self.catalogue.region {
+            Region::Ru => module.tariff.ru,
+            Region::Eu => module.tariff.eu,
+        }
+    }
+
+    /// The `[pricing]` table as the JSON the plugin receives.
+    pub fn pricing_json(&self) -> String {
+        // A TOML table always has a JSON form (dates become strings the plugin may refuse).
+        serde_json::to_string(&self.pricing).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Source::File(PathBuf::from("/etc/reseller.toml")))
+    }
+
+    const MODULE: &str = r#"
+        [catalogue]
+        region = "ru"
+        currency = "RUB"
+        [[catalogue.modules]]
+        intname = "a"
+        additionintname = "A"
+        name = "A"
+        tariff = { ru = 1, eu = 2 }
+        cost = { month = "10.5" }
+    "#;
+
+    #[test]
+    fn embedded_defaults_parse() {
+        let c = Config::embedded().expect("defaults");
+        assert_eq!(c.catalogue.modules.len(), 5);
+        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.catalogue.region, Region::Eu);
+        assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 55361);
+        assert!(c.pricing_json().contains("\"markup_percent\":\"20\""));
+    }
+
+    #[test]
+    fn amounts_are_exact() {
+        let c = parse(MODULE).expect("config");
+        assert_eq!(c.catalogue.modules[0].cost.month, Amount(105_000));
+        assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 1);
+        assert!(c.catalogue.modules[0].orderable);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let cases = [
+            (
+                MODULE.replace("10.5", "-1"),
+                "catalogue.modules[0].cost.month",
+                "negative",
+            ),
+            (
+                MODULE.replace("\"10.5\"", "10.5"),
+                "catalogue.modules[0].cost.month",
+                "float",
+            ),
+            (
+                MODULE.replace("\"10.5\"", "\"1.00001\""),
+                "catalogue.modules[0].cost.month",
+                "decimals",
+            ),
+            (
+                MODULE.replace("cost =", "colour = 1\ncost ="),
+                "catalogue.modules[0].colour",
+                "unknown field",
+            ),
+            (
+                MODULE.replace("\"RUB\"", "\"rub\""),
+                "catalogue.currency",
+                "ISO 4217",
+            ),
+            (
+                MODULE.replace("\"ru\"", "\"us\""),
+                "catalogue.region",
+                "unknown variant",
+            ),
+            (
+                format!("{MODULE}\n[server]\nlisten = \"nowhere\""),
+                "server.listen",
+                "address",
+            ),
+            (
+                format!("{MODULE}\n[plugin]\nsha = 1"),
+                "plugin.sha",
+                "unknown field",
+            ),
+            (
+                format!("{MODULE}{}", &MODULE[MODULE.find("[[").unwrap_or(0)..]),
+                "catalogue.modules[1].intname",
+                "twice",
+            ),
+            ("[catalogue".to_owned(), "(syntax)", ""),
+        ];
+        for (text, key, words) in cases {
+            let err = parse(&text).expect_err(key);
+            assert_eq!(err.file, "/etc/reseller.toml");
+            assert_eq!(err.key, key, "{err}");
+            assert!(err.message.contains(words), "{err}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The partner-facing HTTP endpoints. `GET` or `POST /billmgr` dispatches on `func`, as
+//! BILLmanager does; every failure is answered with a BILLmanager error document.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use tokio::net::TcpListener;
+
+use crate::billmgr::{BillmgrError, Params};
+use crate::bindings::{pricing::Format, types::PricingError};
+use crate::service::{ExportError, Reseller, pricing_message};
+
+/// The routes, over a shared [`Reseller`].
+pub fn router(reseller: Arc<Reseller>) -> Router {
+    Router::new()
+        .route("/billmgr", any(billmgr))
+        .route("/manager/billmgr", any(billmgr))
+        .fallback(|| async { answer_error(&BillmgrError::not_found(), Format::Xml) })
+        .with_state(reseller)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    reseller: Arc<Reseller>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(reseller))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr`, logging the address actually bound (useful with port 0).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!("listening on http://{}/billmgr", listener.local_addr()?);
+    Ok(listener)
+}
+
+async fn billmgr(
+    State(reseller): State<Arc<Reseller>>,
+    method: axum::http::Method,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Response {
+    let max = reseller.config().server.max_query_bytes;
+    let query = query.unwrap_or_default();
+    if query.len() > max {
+        return answer_error(&BillmgrError::too_long(max), Format::Xml);
+    }
+    let form = match method {
+        axum::http::Method::GET | axum::http::Method::HEAD => Bytes::new(),
+        axum::http::Method::POST => {
+            match axum::body::to_bytes(body, max.saturating_sub(query.len())).await {
+                Ok(form) => form,
+                Err(_) => return answer_error(&BillmgrError::too_long(max), Format::Xml),
+            }
+        }
+        _ => {
+            let mut response = answer_error(
+                &BillmgrError {
+                    status: 405,
+                    ..BillmgrError::value("method", method.as_str(), "use GET or POST")
+                },
+                Format::Xml,
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            return response;
+        }
+    };
+    let params = Params::parse(&[query.as_bytes(), &form]);
+    let format = params.format().unwrap_or(Format::Xml);
+    match dispatch(reseller, &params).await {
+        Ok(response) => response,
+        Err(e) => answer_error(&e, format),
+    }
+}
+
+async fn dispatch(reseller: Arc<Reseller>, params: &Params) -> Result<Response, BillmgrError> {
+    match params.get("func") {
+        Some("pricelist.export") => price_export(reseller, params).await,
+        Some(other) => Err(BillmgrError::unknown_func(other)),
+        None => Err(BillmgrError::missed("func")),
+    }
+}
+
+async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Response, BillmgrError> {
+    let query = params.price_query()?;
+    let answer = tokio::task::spawn_blocking(move || reseller.export_prices(&query))
+        .await
+        .map_err(|e| {
+            tracing::error!("the price export task failed: {e}");
+            BillmgrError::internal()
+        })?;
+    match answer {
+        Ok(doc) => Ok(document(StatusCode::OK, &doc.content_type, doc.body)),
+        Err(ExportError::Pricing(PricingError::InvalidValue(f))) => {
+            Err(BillmgrError::value(&f.field, &f.value, &f.message))
+        }
+        Err(ExportError::Pricing(e)) => {
+            tracing::error!("the plugin cannot price: {}", pricing_message(&e));
+            Err(BillmgrError::internal())
+        }
+        Err(ExportError::Fault(fault)) => {
+            tracing::error!("{fault}");
+            Err(BillmgrError::plugin())
+        }
+    }
+}
+
+fn answer_error(e: &BillmgrError, format: Format) -> Response {
+    let (content_type, body) = e.render(format);
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    document(status, content_type, body)
+}
+
+fn document(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}

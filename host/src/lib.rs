@@ -1,0 +1,10 @@
+//! The ispmanager-reseller host.
+pub mod billmgr;
+pub mod bindings;
+pub mod capabilities;
+pub mod config;
+pub mod http;
+pub mod runtime;
+pub mod service;
+
+pub use service::{ExportError, Reseller};
