@@ -17,6 +17,11 @@ use serde_json::json;
 
 use crate::bindings::pricing::{Format, Query};
 
+/// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
+fn text(s: &str) -> BytesText<'_> {
+    BytesText::from_escaped(quick_xml::escape::partial_escape(s))
+}
+
 /// Content type of XML answers.
 pub const XML: &str = "text/xml; charset=utf-8";
 /// Content type of JSON answers.
@@ -223,15 +228,15 @@ impl BillmgrError {
                                 ("type", "msg"),
                                 ("msg", self.object.as_str()),
                             ])
-                            .write_text_content(BytesText::new(&self.object))?;
+                            .write_text_content(text(&self.object))?;
                     }
                     if let Some(value) = &self.value {
                         w.create_element("param")
                             .with_attribute(("name", "value"))
-                            .write_text_content(BytesText::new(value))?;
+                            .write_text_content(text(value))?;
                     }
                     w.create_element("msg")
-                        .write_text_content(BytesText::new(&self.message))?;
+                        .write_text_content(text(&self.message))?;
                     Ok(())
                 })?;
                 Ok(())

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => {
             let reseller = Arc::new(load(config)?);
+            tracing::info!(
+                plugin = %reseller.plugin().name(),
+                modules = reseller.config().catalogue.modules.len(),
+                "price list ready"
+            );
             let addr = listen.unwrap_or(reseller.config().server.listen);
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             rt.block_on(async move {

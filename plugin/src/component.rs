@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({ world: "plugin", path: "../wit" });
 
-use billing::reseller::{catalogue, types as wit, upstream};
+use billing::reseller::{catalogue, log, types as wit, upstream};
 use exports::billing::reseller::{orders as hooks, pricing};
 
 use crate::model::{FieldError, Format, Money, Offer, PeriodCost, PricingError, Query};
@@ -104,14 +104,26 @@ impl Upstream for HostUpstream {
 
 impl hooks::Guest for Plugin {
     fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
+        log::emit(
+            log::Level::Info,
+            &format!(
+                "order {}: placing tariff {} for licence {} ({} months)",
+                order.id, order.tariff_id, order.licence_id, order.period
+            ),
+        );
         let order = orders::Order {
             licence_id: order.licence_id,
             tariff_id: order.tariff_id,
             period: order.period,
             autoprolong: order.autoprolong,
         };
-        let service_id = orders::place(&mut HostUpstream, &order).map_err(order_error)?;
-        Ok(hooks::Placed { service_id })
+        match orders::place(&mut HostUpstream, &order) {
+            Ok(service_id) => Ok(hooks::Placed { service_id }),
+            Err(e) => {
+                log::emit(log::Level::Warn, &format!("placing failed: {e}"));
+                Err(order_error(e))
+            }
+        }
     }
 
     fn rebind(service_id: String, licence_id: String) -> Result<(), wit::OrderError> {

@@ -11,6 +11,11 @@ use serde::Serialize;
 
 use crate::model::{Cost, Document, Money};
 
+/// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
+fn text(s: &str) -> BytesText<'_> {
+    BytesText::from_escaped(quick_xml::escape::partial_escape(s))
+}
+
 /// Content type of the XML form.
 pub const XML: &str = "text/xml; charset=utf-8";
 /// Content type of the JSON form.
@@ -67,14 +72,13 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
         for line in lines {
             w.create_element("pricelist").write_inner_content(|w| {
                 let id = line.id.to_string();
-                w.create_element("id")
-                    .write_text_content(BytesText::new(&id))?;
+                w.create_element("id").write_text_content(text(&id))?;
                 w.create_element("intname")
-                    .write_text_content(BytesText::new(line.intname))?;
+                    .write_text_content(text(line.intname))?;
                 w.create_element("name")
-                    .write_text_content(BytesText::new(line.name))?;
+                    .write_text_content(text(line.name))?;
                 w.create_element("additionintname")
-                    .write_text_content(BytesText::new(line.additionintname))?;
+                    .write_text_content(text(line.additionintname))?;
                 w.create_element("price")
                     .with_attribute(("currency", line.currency()))
                     .write_inner_content(|w| {
@@ -87,7 +91,7 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
                                     ("type", "month"),
                                     ("length", length.as_str()),
                                 ])
-                                .write_text_content(BytesText::new(period_word(*months)))?;
+                                .write_text_content(text(period_word(*months)))?;
                         }
                         Ok(())
                     })?;
@@ -243,7 +247,7 @@ mod tests {
         assert_eq!(
             text,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><doc><pricelist><id>277</id>\
-             <intname>drweb</intname><name>A &lt;b&gt; &amp; &quot;c&quot; — Защита</name>\
+             <intname>drweb</intname><name>A &lt;b&gt; &amp; \"c\" — Защита</name>\
              <additionintname>DrWeb</additionintname><price currency=\"EUR\">\
              <period cost=\"913.9286\" type=\"month\" length=\"1\">monthly</period>\
              <period cost=\"9000.0000\" type=\"month\" length=\"12\">annually</period>\

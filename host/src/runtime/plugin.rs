@@ -6,7 +6,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::call::{self, Fault, Limits};
-use crate::bindings::{self, Plugin, PluginPre, pricing, types};
+use crate::bindings::{self, Plugin, PluginPre, orders, pricing, types};
 use crate::capabilities::{self, CallState, Grants};
 
 /// Why a plugin file cannot serve.
@@ -109,6 +109,68 @@ impl LoadedPlugin {
             plugin
                 .billing_reseller_pricing()
                 .call_export_prices(store, query)
+        })
+    }
+
+    /// Places a paid order upstream through the plugin.
+    pub fn place(
+        &self,
+        grants: &Grants,
+        order: &orders::Order,
+    ) -> Result<Result<orders::Placed, types::OrderError>, Fault> {
+        self.call(grants, |plugin, store| {
+            plugin.billing_reseller_orders().call_place(store, order)
+        })
+    }
+
+    /// Binds a placed module to another licence.
+    pub fn rebind(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+        licence_id: &str,
+    ) -> Result<Result<(), types::OrderError>, Fault> {
+        self.call(grants, |plugin, store| {
+            plugin
+                .billing_reseller_orders()
+                .call_rebind(store, service_id, licence_id)
+        })
+    }
+
+    /// Renews a placed module.
+    pub fn renew(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+        period: types::Months,
+    ) -> Result<Result<(), types::OrderError>, Fault> {
+        self.call(grants, |plugin, store| {
+            plugin
+                .billing_reseller_orders()
+                .call_renew(store, service_id, period)
+        })
+    }
+
+    /// Removes a placed module upstream.
+    pub fn remove(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+    ) -> Result<Result<(), types::OrderError>, Fault> {
+        self.call(grants, |plugin, store| {
+            plugin
+                .billing_reseller_orders()
+                .call_remove(store, service_id)
+        })
+    }
+
+    /// Fetches upstream's current costs.
+    pub fn upstream_costs(
+        &self,
+        grants: &Grants,
+    ) -> Result<Result<Vec<orders::UpstreamOffer>, types::OrderError>, Fault> {
+        self.call(grants, |plugin, store| {
+            plugin.billing_reseller_orders().call_upstream_costs(store)
         })
     }
 

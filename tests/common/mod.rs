@@ -1,0 +1,153 @@
+//! Starting the real `reseller` binary on a loopback port, and talking to it.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_reseller");
+
+/// A file of the test fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// A running server, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `reseller serve` on an ephemeral loopback port with `config` (or the defaults)
+    /// and waits until it says where it listens.
+    pub fn start(config: Option<&Path>) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        let mut child = cmd
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start reseller");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stderr so that the server never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server says where it listens");
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// The URL of `path_and_query` on this server.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An answer: status, content type and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+fn answer(r: reqwest::blocking::Response) -> Answer {
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Answer {
+        status,
+        content_type,
+        body: r.text().expect("body"),
+    }
+}
+
+/// `GET url`.
+pub fn get(url: &str) -> Answer {
+    answer(reqwest::blocking::get(url).expect("GET"))
+}
+
+/// `POST url` with a form body.
+pub fn post_form(url: &str, form: &str) -> Answer {
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form.to_owned())
+        .send()
+        .expect("POST");
+    answer(r)
+}
+
+/// Any method.
+pub fn request(method: &str, url: &str) -> Answer {
+    let client = reqwest::blocking::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    answer(client.request(method, url).send().expect("request"))
+}
+
+/// The `<error>` of a BILLmanager error document: (type, object, value, msg).
+pub fn xml_error(body: &str) -> (String, String, Option<String>, String) {
+    let doc = roxmltree::Document::parse(body).expect("a well-formed XML document");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "doc");
+    let error = root
+        .children()
+        .find(|n| n.has_tag_name("error"))
+        .expect("an <error>");
+    let value = error
+        .children()
+        .find(|n| n.has_tag_name("param") && n.attribute("name") == Some("value"))
+        .and_then(|n| n.text())
+        .map(str::to_owned);
+    let msg = error
+        .children()
+        .find(|n| n.has_tag_name("msg"))
+        .and_then(|n| n.text())
+        .unwrap_or_default();
+    (
+        error.attribute("type").unwrap_or_default().to_owned(),
+        error.attribute("object").unwrap_or_default().to_owned(),
+        value,
+        msg.to_owned(),
+    )
+}

@@ -1,0 +1,233 @@
+//! What the component may reach: its imports are exactly the granted set, and a component that
+//! asks for more, or does not fit the world, does not load.
+
+use reseller_host::runtime::{LoadError, LoadedPlugin, Runtime};
+use reseller_host::service::BUILTIN_PLUGIN;
+
+fn load(bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+    let runtime = Runtime::new().expect("engine");
+    LoadedPlugin::load(runtime.engine(), "test", bytes)
+}
+
+fn unversioned(names: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|n| {
+            n.split_once('@')
+                .map_or(n.as_str(), |(name, _)| name)
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_builtin_plugin_imports_exactly_the_granted_interfaces() {
+    let plugin = load(BUILTIN_PLUGIN).expect("the built-in plugin loads");
+    let expected = [
+        // Our capabilities.
+        "billing:reseller/catalogue",
+        "billing:reseller/log",
+        "billing:reseller/types",
+        "billing:reseller/upstream",
+        // What Rust's standard library imports for stdio, panics and exit; granted empty.
+        "wasi:cli/environment",
+        "wasi:cli/exit",
+        "wasi:cli/stderr",
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:cli/terminal-input",
+        "wasi:cli/terminal-output",
+        "wasi:cli/terminal-stderr",
+        "wasi:cli/terminal-stdin",
+        "wasi:cli/terminal-stdout",
+        "wasi:io/error",
+        "wasi:io/poll",
+        "wasi:io/streams",
+    ];
+    assert_eq!(
+        unversioned(plugin.imports()),
+        expected,
+        "{:?}",
+        plugin.imports()
+    );
+    for own in plugin
+        .imports()
+        .iter()
+        .filter(|n| n.starts_with("billing:"))
+    {
+        assert!(own.ends_with("@0.1.0"), "{own}");
+    }
+    assert_eq!(
+        unversioned(plugin.exports()),
+        ["billing:reseller/orders", "billing:reseller/pricing"]
+    );
+}
+
+#[test]
+fn a_component_asking_for_files_or_sockets_does_not_load() {
+    for interface in [
+        "wasi:filesystem/preopens@0.2.6",
+        "wasi:sockets/tcp@0.2.6",
+        "wasi:clocks/wall-clock@0.2.6",
+    ] {
+        let wat = format!(r#"(component (import "{interface}" (instance)))"#);
+        let bytes = wat::parse_str(&wat).expect("wat");
+        match load(&bytes) {
+            Err(LoadError::ForbiddenImport(name)) => assert_eq!(name, interface),
+            Err(other) => panic!("{interface}: refused for another reason: {other}"),
+            Ok(_) => panic!("{interface}: loaded"),
+        }
+    }
+}
+
+#[test]
+fn a_component_of_another_world_does_not_load() {
+    let bytes = wat::parse_str("(component)").expect("wat");
+    let err = load(&bytes).err().expect("refused");
+    assert!(matches!(err, LoadError::Incompatible { .. }), "{err}");
+    assert!(err.to_string().contains("billing:reseller@0.1.0"), "{err}");
+}
+
+#[test]
+fn files_that_are_not_components_do_not_load() {
+    let core = wat::parse_str("(module)").expect("wat");
+    for (bytes, words) in [
+        (core.as_slice(), "core wasm module"),
+        (b"not wasm".as_slice(), "not a WebAssembly file"),
+        (
+            b"\0asm\x0d\0\x01\0garbage".as_slice(),
+            "not a valid component",
+        ),
+    ] {
+        let err = load(bytes).err().expect("refused");
+        assert!(err.to_string().contains(words), "{err}");
+    }
+}
+
+mod orders {
+    use std::sync::{Arc, Mutex};
+
+    use reseller_host::bindings::catalogue::Snapshot;
+    use reseller_host::bindings::orders::Order;
+    use reseller_host::bindings::types::{Money, OrderError};
+    use reseller_host::bindings::upstream::{CallError, Response};
+    use reseller_host::capabilities::Grants;
+    use reseller_host::capabilities::upstream::{UpstreamCap, UpstreamClient};
+
+    use super::*;
+
+    /// A function and its parameters, as the host's client received them.
+    type Call = (String, Vec<(String, String)>);
+
+    /// Records each call and answers with a fixed body.
+    struct Fake {
+        body: &'static str,
+        calls: Mutex<Vec<Call>>,
+    }
+
+    impl UpstreamClient for Fake {
+        fn call(&self, func: &str, params: &[(String, String)]) -> Result<Response, CallError> {
+            self.calls
+                .lock()
+                .expect("lock")
+                .push((func.to_owned(), params.to_vec()));
+            Ok(Response {
+                status: 200,
+                body: self.body.as_bytes().to_vec(),
+                truncated: false,
+            })
+        }
+    }
+
+    fn grants(fake: Arc<Fake>, functions: &[&str]) -> Grants {
+        Grants {
+            plugin: "test".into(),
+            catalogue: Arc::new(Snapshot {
+                version: 1,
+                offers: Vec::new(),
+                settings: "{}".to_owned(),
+            }),
+            upstream: UpstreamCap::new(functions.iter().map(|f| (*f).to_owned()), fake),
+        }
+    }
+
+    fn order() -> Order {
+        Order {
+            id: "o-1".to_owned(),
+            licence_id: "LIC-9".to_owned(),
+            licence_ip: Some("192.0.2.7".to_owned()),
+            tariff_id: 23221,
+            period: 1,
+            autoprolong: true,
+            price: Money {
+                units: 180_000,
+                currency: "EUR".to_owned(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_component_places_an_order_through_the_host_capability() {
+        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let fake = Arc::new(Fake {
+            body: "<doc><id>777</id></doc>",
+            calls: Mutex::default(),
+        });
+        let placed = plugin
+            .place(&grants(fake.clone(), &["addition.order.param"]), &order())
+            .expect("no fault")
+            .expect("placed");
+        assert_eq!(placed.service_id, "777");
+        let calls = fake.calls.lock().expect("lock");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, "addition.order.param");
+        let params: Vec<(&str, &str)> = calls[0]
+            .1
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            params,
+            [
+                ("item", "LIC-9"),
+                ("period", "1"),
+                ("pricelist", "23221"),
+                ("autoprolong", "1"),
+                ("skipbasket", "on"),
+                ("sok", "ok")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_function_outside_the_policy_never_reaches_upstream() {
+        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let fake = Arc::new(Fake {
+            body: "<doc/>",
+            calls: Mutex::default(),
+        });
+        let outcome = plugin
+            .remove(&grants(fake.clone(), &["pricelist.export"]), "777")
+            .expect("no fault");
+        assert!(matches!(outcome, Err(OrderError::Other(m)) if m.contains("addition.delete")));
+        assert!(fake.calls.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn an_html_answer_to_an_order_is_in_doubt() {
+        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let fake = Arc::new(Fake {
+            body: "<html>502 Bad Gateway</html>",
+            calls: Mutex::default(),
+        });
+        let outcome = plugin
+            .place(&grants(fake, &["addition.order.param"]), &order())
+            .expect("no fault");
+        assert!(
+            matches!(outcome, Err(OrderError::InDoubt(_))),
+            "{outcome:?}"
+        );
+    }
+}
