@@ -104,6 +104,8 @@ fn bad_configuration_is_refused_naming_the_file_and_the_key() {
     let good = std::fs::read_to_string(fixture("catalogue.toml")).expect("fixture");
     std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").expect("write");
     std::fs::write(dir.path().join("text.wasm"), b"hello").expect("write");
+    let other_world = wat::parse_str("(component)").expect("wat");
+    std::fs::write(dir.path().join("other.wasm"), other_world).expect("write");
     let cases = [
         (
             good.replace("[server]", "[server]\nthreads = 4"),

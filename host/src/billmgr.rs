@@ -27,8 +27,10 @@ pub const XML: &str = "text/xml; charset=utf-8";
 /// Content type of JSON answers.
 pub const JSON: &str = "application/json; charset=utf-8";
 
-/// The longest value echoed back in an error document, in characters.
+/// The longest value or field name echoed back in an error document, in characters.
 const ECHO_CHARS: usize = 64;
+/// The longest reason (which may come from a plugin) put in an error message, in characters.
+const REASON_CHARS: usize = 256;
 
 /// A request's parameters, from the query string and a form body, in order.
 #[derive(Debug, Default)]
@@ -138,12 +140,14 @@ impl BillmgrError {
 
     /// A parameter has a value that is not served.
     pub fn value(object: &str, value: &str, why: &str) -> Self {
+        let object: String = object.chars().take(ECHO_CHARS).collect();
+        let why: String = why.chars().take(REASON_CHARS).collect();
         BillmgrError {
             status: 400,
             kind: "value",
-            object: object.to_owned(),
-            value: Some(value.chars().take(ECHO_CHARS).collect()),
             message: format!("The value of the field '{object}' is invalid: {why}"),
+            object,
+            value: Some(value.chars().take(ECHO_CHARS).collect()),
         }
     }
 
@@ -197,6 +201,18 @@ impl BillmgrError {
             object: "path".to_owned(),
             value: None,
             message: "No such page; BILLmanager calls go to /billmgr".to_owned(),
+        }
+    }
+
+    /// The plugin answered something other than the document asked for.
+    pub fn content_type_of(format: Format, content_type: &str) -> bool {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        match format {
+            Format::Xml => {
+                media.eq_ignore_ascii_case("text/xml")
+                    || media.eq_ignore_ascii_case("application/xml")
+            }
+            Format::Json => media.eq_ignore_ascii_case("application/json"),
         }
     }
 
@@ -340,7 +356,32 @@ mod tests {
 
     #[test]
     fn echoed_values_are_cut() {
-        let e = BillmgrError::value("x", &"Щ".repeat(1000), "no");
+        let e = BillmgrError::value(&"f".repeat(500), &"Щ".repeat(1000), &"w".repeat(5000));
         assert_eq!(e.value.map(|v| v.chars().count()), Some(ECHO_CHARS));
+        assert_eq!(e.object.len(), ECHO_CHARS);
+        assert!(e.message.len() < ECHO_CHARS + REASON_CHARS + 64);
+    }
+
+    #[test]
+    fn only_the_asked_format_passes() {
+        assert!(BillmgrError::content_type_of(
+            Format::Xml,
+            "text/xml; charset=utf-8"
+        ));
+        assert!(BillmgrError::content_type_of(
+            Format::Xml,
+            "application/XML"
+        ));
+        assert!(BillmgrError::content_type_of(
+            Format::Json,
+            "application/json; charset=utf-8"
+        ));
+        assert!(!BillmgrError::content_type_of(Format::Xml, "text/html"));
+        assert!(!BillmgrError::content_type_of(
+            Format::Xml,
+            "application/json"
+        ));
+        assert!(!BillmgrError::content_type_of(Format::Json, "text/xml"));
+        assert!(!BillmgrError::content_type_of(Format::Json, ""));
     }
 }

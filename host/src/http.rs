@@ -94,6 +94,7 @@ async fn dispatch(reseller: Arc<Reseller>, params: &Params) -> Result<Response, 
 
 async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Response, BillmgrError> {
     let query = params.price_query()?;
+    let format = query.format;
     let answer = tokio::task::spawn_blocking(move || reseller.export_prices(&query))
         .await
         .map_err(|e| {
@@ -101,6 +102,14 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
             BillmgrError::internal()
         })?;
     match answer {
+        // A plugin may not choose what a browser would make of the partner's page.
+        Ok(doc) if !BillmgrError::content_type_of(format, &doc.content_type) => {
+            tracing::error!(
+                "the plugin answered `{}` to a {format:?} price export",
+                doc.content_type.escape_debug()
+            );
+            Err(BillmgrError::plugin())
+        }
         Ok(doc) => Ok(document(StatusCode::OK, &doc.content_type, doc.body)),
         Err(ExportError::Pricing(PricingError::InvalidValue(f))) => {
             Err(BillmgrError::value(&f.field, &f.value, &f.message))
@@ -125,5 +134,14 @@ fn answer_error(e: &BillmgrError, format: Format) -> Response {
 fn document(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
     let content_type = HeaderValue::from_str(content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    let nosniff = HeaderValue::from_static("nosniff");
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, nosniff),
+        ],
+        body,
+    )
+        .into_response()
 }

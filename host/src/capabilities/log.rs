@@ -42,6 +42,19 @@ fn cut(message: &str, max: usize) -> &str {
     &message[..end]
 }
 
+/// `message` with control characters escaped: a plugin may not forge log lines.
+fn printable(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Host for LogCap {
     fn emit(&mut self, level: Level, message: String) {
         self.emitted = self.emitted.saturating_add(1);
@@ -51,7 +64,7 @@ impl Host for LogCap {
             }
             return;
         }
-        let message = cut(&message, MAX_MESSAGE_BYTES);
+        let message = printable(cut(&message, MAX_MESSAGE_BYTES));
         let plugin = &*self.plugin;
         match level {
             Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
@@ -62,8 +75,6 @@ impl Host for LogCap {
     }
 }
 
-impl crate::bindings::types::Host for LogCap {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +84,14 @@ mod tests {
         assert_eq!(cut("abc", 10), "abc");
         assert_eq!(cut("Щит", 3), "Щ");
         assert_eq!(cut("Щит", 4), "Щи");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("ok\nfake INFO line\u{1b}[31m — Щ"),
+            "ok\\nfake INFO line\\u{1b}[31m — Щ"
+        );
     }
 
     #[test]

@@ -90,7 +90,6 @@ impl HasData for HasUpstream {
 /// Links every capability, and nothing else, into `linker`.
 pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
-    bindings::types::add_to_linker::<CallState, HasLog>(linker, |s| &mut s.log)?;
     bindings::catalogue::add_to_linker::<CallState, HasCatalogue>(linker, |s| &mut s.catalogue)?;
     bindings::log::add_to_linker::<CallState, HasLog>(linker, |s| &mut s.log)?;
     bindings::upstream::add_to_linker::<CallState, HasUpstream>(linker, |s| &mut s.upstream)?;
