@@ -19,18 +19,38 @@
 //! ```
 //!
 //! Every amount and percentage is a decimal string (or a whole number), never a float.
+//!
+//! [`Markup`] is this policy as a [`PricingPolicy`]. The settings' building blocks ([`Amount`],
+//! [`Percent`], [`Step`], [`from_json`], [`money`]) are public for other policies to share.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use crate::model::{FieldError, Money, Offer, PricingError, UNITS_PER_ONE};
+use crate::PricingPolicy;
+use crate::model::{Document, FieldError, Money, Offer, PricingError, Query, UNITS_PER_ONE};
 
 /// The most decimals an amount may carry, as BILLmanager prints it.
-const MAX_SCALE: u32 = 4;
+pub const MAX_SCALE: u32 = 4;
+
+/// The built-in pricing policy: a markup over the upstream cost, rounded to a step, with fixed
+/// prices per module, configured by [`Settings`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Markup;
+
+impl PricingPolicy for Markup {
+    fn export_prices(
+        offers: &[Offer],
+        settings_json: &str,
+        query: &Query,
+    ) -> Result<Document, PricingError> {
+        let settings = Settings::from_json(settings_json)?;
+        crate::export_prices(offers, &settings, query)
+    }
+}
 
 /// The partner's pricing settings.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -196,32 +216,65 @@ impl<'de> Deserialize<'de> for Step {
     }
 }
 
+impl Percent {
+    /// `cost_units` (ten-thousandths, as upstream charges) with this markup applied, exactly:
+    /// not rounded. An overflow names the module `intname`.
+    pub fn apply(self, cost_units: i64, intname: &str) -> Result<Decimal, PricingError> {
+        let cost = Decimal::new(cost_units, MAX_SCALE);
+        Decimal::ONE_HUNDRED
+            .checked_add(self.0)
+            .and_then(|factor| cost.checked_mul(factor))
+            .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
+            .ok_or_else(|| overflow(intname, cost))
+    }
+}
+
+/// Reads pricing settings of any schema `T` from their JSON form (the host's `[pricing]` table).
+/// Refuses anything but a table; an error names the setting's dotted path under `pricing.`,
+/// e.g. `pricing.currency.EUR.step`.
+pub fn from_json<T: DeserializeOwned>(json: &str) -> Result<T, PricingError> {
+    // serde would also read a struct from an array; settings are a table.
+    if !json.trim_start().starts_with('{') {
+        return Err(PricingError::InvalidSettings(FieldError {
+            field: "pricing".to_owned(),
+            value: String::new(),
+            message: "the pricing settings must be a table".to_owned(),
+        }));
+    }
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "pricing".to_owned()
+        } else {
+            format!("pricing.{path}")
+        };
+        PricingError::InvalidSettings(FieldError {
+            field,
+            value: String::new(),
+            message: e.into_inner().to_string(),
+        })
+    })
+}
+
+/// A price in `currency` as money of ten-thousandths, truncated past the fourth decimal. A price
+/// that does not fit is an overflow naming the module `intname`.
+pub fn money(price: Decimal, currency: &str, intname: &str) -> Result<Money, PricingError> {
+    let units = price
+        .checked_mul(Decimal::from(UNITS_PER_ONE))
+        .and_then(|u| i64::try_from(u.trunc()).ok())
+        .ok_or_else(|| overflow(intname, price))?;
+    Ok(Money {
+        units,
+        currency: currency.to_owned(),
+    })
+}
+
 impl Settings {
     /// Parses and checks settings from their JSON form. Errors name the setting's path under
     /// `pricing.`.
     pub fn from_json(json: &str) -> Result<Settings, PricingError> {
-        // serde would also read a struct from an array; settings are a table.
-        if !json.trim_start().starts_with('{') {
-            return Err(PricingError::InvalidSettings(FieldError {
-                field: "pricing".to_owned(),
-                value: String::new(),
-                message: "the pricing settings must be a table".to_owned(),
-            }));
-        }
-        let de = &mut serde_json::Deserializer::from_str(json);
-        let settings: Settings = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "pricing".to_owned()
-            } else {
-                format!("pricing.{path}")
-            };
-            PricingError::InvalidSettings(FieldError {
-                field,
-                value: String::new(),
-                message: e.into_inner().to_string(),
-            })
-        })?;
+        let settings: Settings = from_json(json)?;
         settings.check()?;
         Ok(settings)
     }
@@ -268,14 +321,7 @@ impl Settings {
             Some(Amount(price)) => price,
             None => self.marked_up(upstream.cost.units, currency, &offer.intname)?,
         };
-        let units = price
-            .checked_mul(Decimal::from(UNITS_PER_ONE))
-            .and_then(|u| i64::try_from(u.trunc()).ok())
-            .ok_or_else(|| overflow(&offer.intname, price))?;
-        Ok(Some(Money {
-            units,
-            currency: currency.clone(),
-        }))
+        money(price, currency, &offer.intname).map(Some)
     }
 
     fn marked_up(
@@ -285,19 +331,14 @@ impl Settings {
         intname: &str,
     ) -> Result<Decimal, PricingError> {
         let local = self.currency.get(currency);
-        let Percent(markup) = local
+        let markup = local
             .and_then(|c| c.markup_percent)
             .unwrap_or(self.markup_percent);
         let Step(step) = local
             .and_then(|c| c.rounding_step)
             .unwrap_or(self.rounding_step);
         let rounding = local.and_then(|c| c.rounding).unwrap_or(self.rounding);
-        let cost = Decimal::new(cost_units, MAX_SCALE);
-        let raw = Decimal::ONE_HUNDRED
-            .checked_add(markup)
-            .and_then(|factor| cost.checked_mul(factor))
-            .and_then(|v| v.checked_div(Decimal::ONE_HUNDRED))
-            .ok_or_else(|| overflow(intname, cost))?;
+        let raw = markup.apply(cost_units, intname)?;
         let strategy = match rounding {
             Rounding::Up => RoundingStrategy::ToPositiveInfinity,
             Rounding::Nearest => RoundingStrategy::MidpointAwayFromZero,
@@ -311,7 +352,8 @@ impl Settings {
     }
 }
 
-fn overflow(intname: &str, value: Decimal) -> PricingError {
+/// The overflow error of a price of the module `intname` that went past what money can hold.
+pub fn overflow(intname: &str, value: Decimal) -> PricingError {
     PricingError::Overflow(format!(
         "the price of `{intname}` ({value}) does not fit in a money amount"
     ))
