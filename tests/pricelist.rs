@@ -3,14 +3,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::{Answer, Server, fixture, get, post_form, request, xml_error};
 
-/// One server for the whole file: the tests only read.
-fn server() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start(Some(&fixture("catalogue.toml"))))
+/// A server on the test catalogue; each test has its own, stopped when it ends.
+fn server() -> Server {
+    Server::start(Some(&fixture("catalogue.toml")))
 }
 
 /// The panel's exact request.
@@ -133,18 +130,21 @@ fn assert_json(answer: &Answer, expected: &[&Line]) {
 
 #[test]
 fn the_panels_request_gets_every_orderable_module_priced() {
-    assert_xml(&get(&server().url(PANEL)), &[&LITE, &DDOS, &BITNINJA]);
+    let srv = server();
+    assert_xml(&get(&srv.url(PANEL)), &[&LITE, &DDOS, &BITNINJA]);
 }
 
 #[test]
 fn json_form_carries_the_same_prices() {
-    let url = server().url(&PANEL.replace("out=xml", "out=json"));
+    let srv = server();
+    let url = srv.url(&PANEL.replace("out=xml", "out=json"));
     assert_json(&get(&url), &[&LITE, &DDOS, &BITNINJA]);
 }
 
 #[test]
 fn without_onlyavailable_modules_that_cannot_be_ordered_are_listed_too() {
-    let url = server().url("/billmgr?func=pricelist.export&itemtype=addition");
+    let srv = server();
+    let url = srv.url("/billmgr?func=pricelist.export&itemtype=addition");
     assert_xml(&get(&url), &[&LITE, &DDOS, &BITNINJA, &ARCHIVED]);
     assert_xml(
         &get(&format!("{url}&onlyavailable=off")),
@@ -154,29 +154,22 @@ fn without_onlyavailable_modules_that_cannot_be_ordered_are_listed_too() {
 
 #[test]
 fn pricelist_narrows_to_one_module() {
+    let srv = server();
     assert_xml(
-        &get(&server().url(&format!("{PANEL}&pricelist=55390"))),
+        &get(&srv.url(&format!("{PANEL}&pricelist=55390"))),
         &[&BITNINJA],
     );
     let json = PANEL.replace("out=xml", "out=json");
-    assert_json(
-        &get(&server().url(&format!("{json}&pricelist=55377"))),
-        &[&LITE],
-    );
+    assert_json(&get(&srv.url(&format!("{json}&pricelist=55377"))), &[&LITE]);
 }
 
 #[test]
 fn unknown_or_filtered_pricelist_answers_an_empty_list() {
-    assert_xml(
-        &get(&server().url(&format!("{PANEL}&pricelist=99999"))),
-        &[],
-    );
+    let srv = server();
+    assert_xml(&get(&srv.url(&format!("{PANEL}&pricelist=99999"))), &[]);
     // Archived: not orderable, so filtered by onlyavailable=on.
-    assert_xml(
-        &get(&server().url(&format!("{PANEL}&pricelist=55379"))),
-        &[],
-    );
-    let json = get(&server().url(&format!(
+    assert_xml(&get(&srv.url(&format!("{PANEL}&pricelist=55379"))), &[]);
+    let json = get(&srv.url(&format!(
         "{}&pricelist=1",
         PANEL.replace("out=xml", "out=json")
     )));
@@ -185,17 +178,18 @@ fn unknown_or_filtered_pricelist_answers_an_empty_list() {
 
 #[test]
 fn post_form_and_extra_parameters_answer_like_get() {
+    let srv = server();
     let form = "func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml";
     assert_xml(
-        &post_form(&server().url("/billmgr"), form),
+        &post_form(&srv.url("/billmgr"), form),
         &[&LITE, &DDOS, &BITNINJA],
     );
     // Older panels send credentials and a language; unknown parameters are tolerated.
     let url = format!("{PANEL}&authinfo=partner:secret&lang=ru&sfrom=panel");
-    assert_xml(&get(&server().url(&url)), &[&LITE, &DDOS, &BITNINJA]);
+    assert_xml(&get(&srv.url(&url)), &[&LITE, &DDOS, &BITNINJA]);
     // The older path.
     let old = PANEL.replace("/billmgr", "/manager/billmgr");
-    assert_xml(&get(&server().url(&old)), &[&LITE, &DDOS, &BITNINJA]);
+    assert_xml(&get(&srv.url(&old)), &[&LITE, &DDOS, &BITNINJA]);
 }
 
 /// Asserts an error answer: status, type, object, and that it leaks no internals.
@@ -287,7 +281,8 @@ fn bad_input_answers_billmanager_error_documents() {
 
 #[test]
 fn errors_come_in_json_when_json_is_asked_for() {
-    let a = get(&server().url("/billmgr?func=pricelist.export&itemtype=soft&out=json"));
+    let srv = server();
+    let a = get(&srv.url("/billmgr?func=pricelist.export&itemtype=soft&out=json"));
     assert_eq!(a.status, 400);
     assert_eq!(a.content_type, "application/json; charset=utf-8");
     let v: serde_json::Value = serde_json::from_str(&a.body).expect("JSON");

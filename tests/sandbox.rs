@@ -1,12 +1,11 @@
 //! What the component may reach: its imports are exactly the granted set, and a component that
 //! asks for more, or does not fit the world, does not load.
 
-use reseller_host::runtime::{LoadError, LoadedPlugin, Runtime};
+use reseller_host::runtime::{Limits, LoadError, LoadedPlugin, Runtime};
 use reseller_host::service::BUILTIN_PLUGIN;
 
 fn load(bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
-    let runtime = Runtime::new().expect("engine");
-    LoadedPlugin::load(runtime.engine(), "test", bytes)
+    LoadedPlugin::load(&Runtime::new(), "test", bytes, Limits::default())
 }
 
 fn unversioned(names: &[String]) -> Vec<String> {
@@ -108,13 +107,14 @@ fn files_that_are_not_components_do_not_load() {
 
 mod orders {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use reseller_host::bindings::catalogue::Snapshot;
     use reseller_host::bindings::orders::Order;
     use reseller_host::bindings::types::{Money, OrderError};
     use reseller_host::bindings::upstream::{CallError, Response};
     use reseller_host::capabilities::Grants;
-    use reseller_host::capabilities::upstream::{UpstreamCap, UpstreamClient};
+    use reseller_host::capabilities::upstream::{UpstreamClient, UpstreamPolicy};
 
     use super::*;
 
@@ -128,7 +128,12 @@ mod orders {
     }
 
     impl UpstreamClient for Fake {
-        fn call(&self, func: &str, params: &[(String, String)]) -> Result<Response, CallError> {
+        fn call(
+            &self,
+            func: &str,
+            params: &[(String, String)],
+            _: Duration,
+        ) -> Result<Response, CallError> {
             self.calls
                 .lock()
                 .expect("lock")
@@ -149,7 +154,10 @@ mod orders {
                 offers: Vec::new(),
                 settings: "{}".to_owned(),
             }),
-            upstream: UpstreamCap::new(functions.iter().map(|f| (*f).to_owned()), fake),
+            upstream: Arc::new(UpstreamPolicy::new(
+                functions.iter().map(|f| (*f).to_owned()),
+                fake,
+            )),
         }
     }
 
@@ -228,6 +236,155 @@ mod orders {
         assert!(
             matches!(outcome, Err(OrderError::InDoubt(_))),
             "{outcome:?}"
+        );
+    }
+}
+
+mod cache {
+    use std::os::unix::fs::PermissionsExt;
+
+    use reseller_host::runtime::CacheOutcome;
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+
+    fn load(dir: &std::path::Path) -> LoadedPlugin {
+        LoadedPlugin::load(
+            &Runtime::with_cache(dir.to_owned()),
+            "builtin",
+            BUILTIN_PLUGIN,
+            Limits::default(),
+        )
+        .expect("loads")
+    }
+
+    fn rebuilt_because(dir: &std::path::Path) -> String {
+        match load(dir).cache_outcome() {
+            Some(CacheOutcome::Rebuilt(why)) => why.clone(),
+            other => panic!("expected a rebuild, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn compiled_code_is_reused_and_untrusted_entries_are_rebuilt() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("cache");
+        assert_eq!(load(&dir).cache_outcome(), Some(&CacheOutcome::Miss));
+        let from_cache = load(&dir);
+        assert_eq!(from_cache.cache_outcome(), Some(&CacheOutcome::Hit));
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir), 0o700, "the cache is private to the host's user");
+
+        let entries: Vec<_> = std::fs::read_dir(&dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let entry = &entries[0];
+        let name = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(
+            name.starts_with(from_cache.sha256()),
+            "keyed by the plugin's digest: {name}"
+        );
+
+        // A flipped byte: the checksum catches it.
+        let mut bytes = std::fs::read(entry).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(entry, &bytes).expect("write");
+        assert!(rebuilt_because(&dir).contains("checksum"));
+        assert_eq!(load(&dir).cache_outcome(), Some(&CacheOutcome::Hit));
+
+        // A well-formed entry whose content is not compiled code of this engine.
+        let garbage = b"not compiled code".to_vec();
+        let mut forged = b"reseller-cwasm-1\n".to_vec();
+        forged.extend_from_slice(&Sha256::digest(&garbage));
+        forged.extend_from_slice(&garbage);
+        std::fs::write(entry, forged).expect("write");
+        assert!(rebuilt_because(&dir).contains("refused by wasmtime"));
+
+        // An entry others could have written.
+        std::fs::set_permissions(entry, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(rebuilt_because(&dir).contains("writable by other users"));
+        assert_eq!(mode(entry) & 0o022, 0, "the rebuilt entry is private again");
+
+        // Code from the cache answers exactly like freshly compiled code.
+        let grants = |plugin: &LoadedPlugin| reseller_host::capabilities::Grants {
+            plugin: plugin.name().clone(),
+            catalogue: std::sync::Arc::new(reseller_host::bindings::snapshot(
+                &reseller_host::config::Config::embedded().expect("defaults"),
+                1,
+            )),
+            upstream: std::sync::Arc::new(
+                reseller_host::capabilities::upstream::UpstreamPolicy::not_configured(),
+            ),
+        };
+        let query = reseller_host::bindings::pricing::Query {
+            itemtype: "addition".to_owned(),
+            only_available: true,
+            pricelist: None,
+            format: reseller_host::bindings::pricing::Format::Json,
+            lang: None,
+        };
+        let cached = load(&dir);
+        assert_eq!(cached.cache_outcome(), Some(&CacheOutcome::Hit));
+        let fresh = super::load(BUILTIN_PLUGIN).expect("loads");
+        let answer = |p: &LoadedPlugin| {
+            p.export_prices(&grants(p), &query)
+                .expect("no fault")
+                .expect("prices")
+                .body
+        };
+        assert_eq!(answer(&cached), answer(&fresh));
+    }
+}
+
+mod swap {
+    use reseller_host::Reseller;
+    use reseller_host::bindings::pricing::{Format, Query};
+    use reseller_host::config::{Config, Source};
+
+    use super::*;
+
+    #[test]
+    fn calls_in_flight_finish_on_the_plugin_they_started_with() {
+        let markup = Config::embedded().expect("defaults");
+        let mut charm = Config::parse(
+            &reseller_host::config::DEFAULTS.replace(
+                "rounding_step = \"0.10\"\nrounding = \"up\"\nperiods = [1, 12]",
+                "",
+            ),
+            Source::Embedded,
+        )
+        .expect("charm config");
+        charm.plugin.path = Some(env!("RESELLER_CHARM_WASM").into());
+        charm.plugin.cache = false;
+        let reseller = Reseller::new(Runtime::new(), markup).expect("reseller");
+        let query = Query {
+            itemtype: "addition".to_owned(),
+            only_available: true,
+            pricelist: None,
+            format: Format::Xml,
+            lang: None,
+        };
+        let before = reseller.export_prices(&query).expect("prices").body;
+        let in_flight = reseller.active();
+        reseller.swap(charm).expect("swap");
+        let after = reseller.export_prices(&query).expect("prices").body;
+        assert_ne!(before, after, "the swap is live for new calls");
+        assert_eq!(
+            in_flight.export_prices(&query).expect("prices").body,
+            before,
+            "the old one still serves its caller"
+        );
+        assert!(
+            String::from_utf8_lossy(&after).contains("cost=\"3.9900\""),
+            "charm prices"
         );
     }
 }

@@ -7,6 +7,8 @@ mod generated {
     wasmtime::component::bindgen!({
         world: "plugin",
         path: "../wit",
+        // Host functions may trap the guest: a limit hit is the guest's fault.
+        imports: { default: trappable },
     });
 }
 
@@ -16,6 +18,10 @@ pub use generated::{Plugin, PluginPre};
 
 /// The WIT package this host is built against.
 pub const PACKAGE: &str = "billing:reseller@0.1.0";
+/// The package's name, without its version.
+pub const PACKAGE_NAME: &str = "billing:reseller";
+/// The package's version.
+pub const VERSION: &str = "0.1.0";
 
 /// The catalogue as the plugin receives it, built once per configuration.
 pub fn snapshot(config: &Config, version: u64) -> catalogue::Snapshot {

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
+
+use crate::capabilities::upstream::DEFAULT_FUNCTIONS;
+use crate::runtime::Limits;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
@@ -79,6 +82,12 @@ pub struct Config {
     /// The plugin that prices and orders.
     #[serde(default)]
     pub plugin: PluginConfig,
+    /// What plugins may ask of upstream.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    /// The billing system's API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// The modules the partner resells.
     pub catalogue: CatalogueConfig,
     /// The plugin's pricing settings, passed to it as they are.
@@ -123,11 +132,78 @@ fn default_max_query_bytes() -> usize {
 }
 
 /// `[plugin]`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// A component file; without it the plugin built into the host serves.
     pub path: Option<PathBuf>,
+    /// The SHA-256 the file must have (hex); a mismatch refuses to load it.
+    pub sha256: Option<String>,
+    /// Cache compiled code on disk, so that a restart does not recompile.
+    #[serde(default = "yes")]
+    pub cache: bool,
+    /// Where; by default `$XDG_CACHE_HOME/ispmanager-reseller` or `~/.cache/ispmanager-reseller`.
+    pub cache_dir: Option<PathBuf>,
+    /// Bounds on every call into the plugin.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            path: None,
+            sha256: None,
+            cache: true,
+            cache_dir: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The compiled-code cache directory, if caching is on and a directory is known.
+    pub fn cache_dir(&self, source: &Source) -> Option<PathBuf> {
+        if !self.cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(source.resolve(dir));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("ispmanager-reseller"))
+    }
+}
+
+/// `[upstream]`: what plugins may ask of the upstream BILLmanager.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The BILLmanager functions a plugin may call.
+    #[serde(default = "default_functions")]
+    pub functions: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            functions: default_functions(),
+        }
+    }
+}
+
+fn default_functions() -> Vec<String> {
+    DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect()
+}
+
+/// `[api]`: the billing system's API under `/api/v1/`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The bearer token; without one the API is off.
+    pub token: Option<String>,
 }
 
 /// The partner's upstream account region, which selects the tariff IDs.
@@ -300,6 +376,31 @@ impl Config {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
+        if let Err((key, message)) = self.plugin.limits.check() {
+            return Err(ConfigError::new(
+                &self.source,
+                format!("plugin.limits.{key}"),
+                message,
+            ));
+        }
+        if let Some(pin) = &self.plugin.sha256
+            && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::new(
+                &self.source,
+                "plugin.sha256",
+                "expected 64 hexadecimal digits",
+            ));
+        }
+        if let Some(token) = &self.api.token
+            && token.trim().len() < 16
+        {
+            return Err(ConfigError::new(
+                &self.source,
+                "api.token",
+                "use at least 16 characters",
+            ));
+        }
         let mut intnames = HashSet::new();
         let mut tariffs = HashSet::new();
         for (i, m) in self.catalogue.modules.iter().enumerate() {

@@ -21,6 +21,7 @@ pub fn router(reseller: Arc<Reseller>) -> Router {
     Router::new()
         .route("/billmgr", any(billmgr))
         .route("/manager/billmgr", any(billmgr))
+        .nest("/api/v1", crate::api::routes())
         .fallback(|| async { answer_error(&BillmgrError::not_found(), Format::Xml) })
         .with_state(reseller)
 }
@@ -49,7 +50,7 @@ async fn billmgr(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Response {
-    let max = reseller.config().server.max_query_bytes;
+    let max = reseller.active().config().server.max_query_bytes;
     let query = query.unwrap_or_default();
     if query.len() > max {
         return answer_error(&BillmgrError::too_long(max), Format::Xml);

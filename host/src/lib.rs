@@ -1,10 +1,12 @@
 //! The ispmanager-reseller host.
+pub mod api;
 pub mod billmgr;
 pub mod bindings;
 pub mod capabilities;
+pub mod check;
 pub mod config;
 pub mod http;
 pub mod runtime;
 pub mod service;
 
-pub use service::{ExportError, Reseller};
+pub use service::{Active, ExportError, Reseller};

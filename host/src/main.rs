@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use reseller_host::bindings::pricing;
 use reseller_host::config::Config;
 use reseller_host::runtime::Runtime;
-use reseller_host::{Reseller, http};
+use reseller_host::{Reseller, check, http};
 use tracing_subscriber::EnvFilter;
 
 /// Resell ispmanager modules from your own billing: answers the panel's `pricelist.export`
@@ -54,6 +54,29 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Check a plugin before deploying it: load it as the server would, list its imports and
+    /// exports, run sample price exports and order hooks in the sandbox (against a canned
+    /// upstream), and print what each call used. Exits non-zero if the plugin does not load or
+    /// any call faults.
+    Check {
+        /// The component file.
+        plugin: PathBuf,
+        /// Configuration whose catalogue, pricing settings and limits to check with; the
+        /// embedded defaults when absent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Make a running server read its configuration again and swap in its plugin, without a
+    /// restart (the same as sending it SIGHUP). The old plugin keeps serving if the new one
+    /// fails to load or to pass its check.
+    Reload {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -80,27 +103,38 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime(config: &Config) -> Runtime {
+    match config.plugin.cache_dir(&config.source) {
+        Some(dir) => Runtime::with_cache(dir),
+        None => Runtime::new(),
+    }
+}
+
 fn load(config: Option<PathBuf>) -> anyhow::Result<Reseller> {
     let config = Config::load(config.as_deref())?;
-    let runtime = Runtime::new()?;
-    Ok(Reseller::new(&runtime, config)?)
+    Ok(Reseller::new(runtime(&config), config)?)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => {
             let reseller = Arc::new(load(config)?);
+            let active = reseller.active();
             tracing::info!(
-                plugin = %reseller.plugin().name(),
-                modules = reseller.config().catalogue.modules.len(),
+                plugin = %active.plugin().name(),
+                sha256 = active.plugin().sha256(),
+                cache = ?active.plugin().cache_outcome(),
+                modules = active.config().catalogue.modules.len(),
                 "price list ready"
             );
-            let addr = listen.unwrap_or(reseller.config().server.listen);
+            let addr = listen.unwrap_or(active.config().server.listen);
+            drop(active);
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             rt.block_on(async move {
                 let listener = http::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
+                reload_on_hangup(reseller.clone());
                 http::serve(listener, reseller, shutdown_signal())
                     .await
                     .context("the server failed")
@@ -129,7 +163,82 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             stdout.write_all(b"\n")?;
             Ok(())
         }
+        Command::Check { plugin, config } => {
+            let config = Config::load(config.as_deref())?;
+            let bytes = std::fs::read(&plugin)
+                .with_context(|| format!("cannot read {}", plugin.display()))?;
+            let name = plugin.display().to_string();
+            let report = check::check(&runtime(&config), &name, &bytes, &config)
+                .with_context(|| format!("{name} cannot be loaded"))?;
+            writeln!(std::io::stdout().lock(), "{report}")?;
+            anyhow::ensure!(report.passed(), "{name}: a sample call faulted");
+            Ok(())
+        }
+        Command::Reload { config, url } => {
+            let config = Config::from_file(&config)?;
+            let token = config
+                .api
+                .token
+                .as_deref()
+                .context("api.token is not set: the server's API is off")?;
+            let url = url.unwrap_or_else(|| {
+                let mut addr = config.server.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
+                    if config.server.listen.is_ipv4() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                }
+                format!("http://{addr}")
+            });
+            let response = reqwest::blocking::Client::new()
+                .post(format!(
+                    "{}/api/v1/plugin/reload",
+                    url.trim_end_matches('/')
+                ))
+                .bearer_auth(token)
+                .send()
+                .with_context(|| format!("cannot reach the server at {url}"))?;
+            let status = response.status();
+            let body: serde_json::Value =
+                response.json().context("the server's answer is not JSON")?;
+            if status.is_success() {
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    serde_json::to_string_pretty(&body)?
+                )?;
+                Ok(())
+            } else {
+                let message = body["error"]["message"].as_str().unwrap_or("no message");
+                anyhow::bail!("the server refused the reload ({status}): {message}")
+            }
+        }
     }
+}
+
+/// Reloads the configuration on SIGHUP.
+fn reload_on_hangup(reseller: Arc<Reseller>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the API instead");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let reseller = reseller.clone();
+            match tokio::task::spawn_blocking(move || reseller.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("reload refused, the previous configuration keeps serving: {e}")
+                }
+                Err(e) => tracing::error!("the reload task failed: {e}"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reseller);
 }
 
 /// Completes on Ctrl-C or SIGTERM, so that requests in flight finish before the process ends.

@@ -1,14 +1,21 @@
 //! [`Reseller`]: the host as a library. A billing system that embeds the host builds one from a
 //! configuration and calls it; the HTTP server and the CLI are thin layers over it.
+//!
+//! What serves is an [`Active`] value: a configuration with its loaded plugin and what that
+//! plugin is granted. A reload builds a new one beside it, checks it, and swaps it in
+//! atomically; calls in flight finish on the one they started with, and a reload that fails
+//! leaves the old one serving.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use crate::bindings::{self, pricing, types};
 use crate::capabilities::Grants;
-use crate::capabilities::upstream::UpstreamCap;
-use crate::config::{Config, ConfigError};
-use crate::runtime::{Fault, LoadedPlugin, Runtime};
+use crate::capabilities::upstream::UpstreamPolicy;
+use crate::config::{Config, ConfigError, Source};
+use crate::runtime::{Fault, LoadedPlugin, Runtime, plugin_sha256};
 
 /// The plugin built into the host, used when the configuration names none.
 pub const BUILTIN_PLUGIN: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
@@ -24,31 +31,34 @@ pub enum ExportError {
     Fault(#[from] Fault),
 }
 
-/// A configured host: the loaded plugin and what it is granted.
-pub struct Reseller {
+/// A configuration in force: its plugin and what the plugin is granted.
+pub struct Active {
     config: Config,
     plugin: LoadedPlugin,
     grants: Grants,
 }
 
-impl Reseller {
+impl Active {
     /// Loads the configured plugin and checks the configuration against it with one price
-    /// export, so that a bad setting stops the start rather than a later request.
-    pub fn new(runtime: &Runtime, config: Config) -> Result<Reseller, ConfigError> {
+    /// export, so that a bad setting is refused before it serves.
+    pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
         let snapshot = bindings::snapshot(&config, catalogue_version(&config));
         let grants = Grants {
             plugin: plugin.name().clone(),
             catalogue: Arc::new(snapshot),
-            upstream: UpstreamCap::not_configured(),
+            upstream: Arc::new(UpstreamPolicy::new(
+                config.upstream.functions.clone(),
+                upstream_client(),
+            )),
         };
-        let reseller = Reseller {
+        let active = Active {
             config,
             plugin,
             grants,
         };
-        reseller.check()?;
-        Ok(reseller)
+        active.check()?;
+        Ok(active)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -81,7 +91,7 @@ impl Reseller {
         }
     }
 
-    /// The configuration in force.
+    /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -91,12 +101,74 @@ impl Reseller {
         &self.plugin
     }
 
+    /// What the plugin is granted.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
     /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
         self.plugin
             .export_prices(&self.grants, query)?
             .map_err(ExportError::Pricing)
+    }
+}
+
+/// A configured host whose configuration and plugin can be swapped while it serves.
+pub struct Reseller {
+    runtime: Runtime,
+    active: ArcSwap<Active>,
+    reloading: Mutex<()>,
+}
+
+impl Reseller {
+    /// Loads and checks `config`.
+    pub fn new(runtime: Runtime, config: Config) -> Result<Reseller, ConfigError> {
+        let active = Active::load(&runtime, config)?;
+        Ok(Reseller {
+            runtime,
+            active: ArcSwap::from_pointee(active),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// What serves now. Hold the returned value for the length of one request.
+    pub fn active(&self) -> Arc<Active> {
+        self.active.load_full()
+    }
+
+    /// Answers a `pricelist.export` query with what serves now (see [`Active::export_prices`]).
+    pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
+        self.active().export_prices(query)
+    }
+
+    /// Reads the configuration again from where it came from, and swaps it in if it loads and
+    /// passes its check; otherwise the current one keeps serving and the error is returned.
+    pub fn reload(&self) -> Result<Arc<Active>, ConfigError> {
+        let source = self.active().config.source.clone();
+        let config = match &source {
+            Source::File(path) => Config::from_file(path)?,
+            Source::Embedded => Config::embedded()?,
+        };
+        self.swap(config)
+    }
+
+    /// Loads and checks `config`, then makes it the one that serves.
+    pub fn swap(&self, config: Config) -> Result<Arc<Active>, ConfigError> {
+        // One reload at a time: two racing ones would each compile, and the slower would win.
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let old = self.active();
+        if config.server.listen != old.config.server.listen {
+            tracing::warn!("server.listen changed; it takes effect at the next start");
+        }
+        let new = Arc::new(Active::load(&self.runtime, config)?);
+        self.active.store(new.clone());
+        tracing::info!(plugin = %new.plugin.name(), sha256 = new.plugin.sha256(), "configuration reloaded");
+        Ok(new)
     }
 }
 
@@ -113,15 +185,21 @@ pub fn pricing_message(e: &types::PricingError) -> String {
     }
 }
 
+/// The client plugins reach upstream through. Upstream credentials and URL are not part of the
+/// configuration yet, so nothing leaves the host.
+fn upstream_client() -> Arc<dyn crate::capabilities::upstream::UpstreamClient> {
+    Arc::new(crate::capabilities::upstream::NotConfigured)
+}
+
 fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, ConfigError> {
     let source = &config.source;
+    let key_error = |key: &str, message: String| ConfigError::new(source, key, message);
     let (name, bytes) = match &config.plugin.path {
         None => ("builtin".to_owned(), BUILTIN_PLUGIN.to_vec()),
         Some(path) => {
             let path = source.resolve(path);
             let bytes = std::fs::read(&path).map_err(|e| {
-                ConfigError::new(
-                    source,
+                key_error(
                     "plugin.path",
                     format!("cannot read {}: {e}", path.display()),
                 )
@@ -129,8 +207,20 @@ fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, Confi
             (path.display().to_string(), bytes)
         }
     };
-    LoadedPlugin::load(runtime.engine(), &name, &bytes)
-        .map_err(|e| ConfigError::new(source, "plugin.path", format!("{name}: {e}")))
+    if let Some(pin) = &config.plugin.sha256 {
+        let actual = plugin_sha256(&bytes);
+        if !actual.eq_ignore_ascii_case(pin) {
+            return Err(key_error(
+                "plugin.sha256",
+                format!(
+                    "{name} has SHA-256 {actual}, not the pinned {}",
+                    pin.to_ascii_lowercase()
+                ),
+            ));
+        }
+    }
+    LoadedPlugin::load(runtime, &name, &bytes, config.plugin.limits.clone())
+        .map_err(|e| key_error("plugin.path", format!("{name}: {e}")))
 }
 
 /// Identifies what the plugin prices, so that it may key caches on it.

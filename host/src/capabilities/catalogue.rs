@@ -2,40 +2,54 @@
 
 use std::sync::Arc;
 
+use super::Budget;
 use crate::bindings::catalogue::{Host, Snapshot};
 
 /// One call's view of the catalogue.
 pub struct CatalogueCap {
     snapshot: Arc<Snapshot>,
+    budget: Arc<Budget>,
 }
 
 impl CatalogueCap {
-    /// Grants `snapshot`.
-    pub fn new(snapshot: Arc<Snapshot>) -> Self {
-        CatalogueCap { snapshot }
+    /// Grants `snapshot`, counting each read against `budget`.
+    pub fn new(snapshot: Arc<Snapshot>, budget: Arc<Budget>) -> Self {
+        CatalogueCap { snapshot, budget }
     }
 }
 
 impl Host for CatalogueCap {
-    fn get(&mut self) -> Snapshot {
-        Snapshot::clone(&self.snapshot)
+    fn get(&mut self) -> wasmtime::Result<Snapshot> {
+        self.budget.host_call(0)?;
+        Ok(Snapshot::clone(&self.snapshot))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::limits::{Limit, Limits};
 
     #[test]
-    fn hands_out_the_granted_snapshot() {
+    fn hands_out_the_granted_snapshot_within_the_budget() {
         let snapshot = Snapshot {
             version: 7,
             offers: Vec::new(),
             settings: "{}".to_owned(),
         };
-        let mut cap = CatalogueCap::new(Arc::new(snapshot));
-        let got = cap.get();
+        let budget = Budget::new(Limits {
+            hostcalls: 1,
+            ..Limits::default()
+        });
+        let mut cap = CatalogueCap::new(Arc::new(snapshot), budget);
+        let got = cap.get().expect("first read");
         assert_eq!(got.version, 7);
         assert_eq!(got.settings, "{}");
+        let err = cap.get().expect_err("over the budget");
+        assert_eq!(
+            err.downcast_ref::<crate::runtime::limits::LimitHit>()
+                .map(|h| h.limit),
+            Some(Limit::Hostcalls)
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::Budget;
 use crate::bindings::log::{Host, Level};
 
 /// The longest message kept, in bytes.
@@ -15,13 +16,18 @@ pub const MAX_MESSAGES_PER_CALL: u32 = 64;
 /// One call's log sink.
 pub struct LogCap {
     plugin: Arc<str>,
+    budget: Arc<Budget>,
     emitted: u32,
 }
 
 impl LogCap {
-    /// A sink that marks messages with the plugin's name.
-    pub fn new(plugin: Arc<str>) -> Self {
-        LogCap { plugin, emitted: 0 }
+    /// A sink that marks messages with the plugin's name, counting each against `budget`.
+    pub fn new(plugin: Arc<str>, budget: Arc<Budget>) -> Self {
+        LogCap {
+            plugin,
+            budget,
+            emitted: 0,
+        }
     }
 
     /// How many messages this call has asked to log.
@@ -56,13 +62,14 @@ fn printable(message: &str) -> String {
 }
 
 impl Host for LogCap {
-    fn emit(&mut self, level: Level, message: String) {
+    fn emit(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.budget.host_call(message.len())?;
         self.emitted = self.emitted.saturating_add(1);
         if self.emitted > MAX_MESSAGES_PER_CALL {
             if self.emitted == MAX_MESSAGES_PER_CALL + 1 {
                 tracing::warn!(target: "plugin", plugin = %self.plugin, "further messages of this call dropped");
             }
-            return;
+            return Ok(());
         }
         let message = printable(cut(&message, MAX_MESSAGE_BYTES));
         let plugin = &*self.plugin;
@@ -72,12 +79,14 @@ impl Host for LogCap {
             Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
             Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::limits::Limits;
 
     #[test]
     fn cuts_on_a_character_boundary() {
@@ -96,9 +105,10 @@ mod tests {
 
     #[test]
     fn counts_messages_past_the_bound() {
-        let mut cap = LogCap::new("p".into());
+        let mut cap = LogCap::new("p".into(), Budget::new(Limits::default()));
         for _ in 0..MAX_MESSAGES_PER_CALL + 10 {
-            cap.emit(Level::Info, "x".repeat(MAX_MESSAGE_BYTES * 2));
+            cap.emit(Level::Info, "x".repeat(MAX_MESSAGE_BYTES * 2))
+                .expect("within the budget");
         }
         assert_eq!(cap.emitted(), MAX_MESSAGES_PER_CALL + 10);
     }

@@ -2,12 +2,16 @@
 //!
 //! The plugin names a function and its parameters; the host checks the function against its
 //! policy and hands the call to an [`UpstreamClient`], which adds the credentials, sends it to
-//! the configured URL only and bounds its time and size. The plugin never sees any of that.
+//! the configured URL only and gives up after the time it is given. The plugin never sees any
+//! of that. Only order hooks may call upstream, within their limits on calls and time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::{Budget, Hook};
 use crate::bindings::upstream::{CallError, Host, Request, Response};
+use crate::runtime::limits::{Limit, LimitHit};
 
 /// The functions a plugin may call when the configuration names none: the order flow's.
 pub const DEFAULT_FUNCTIONS: &[&str] = &[
@@ -23,43 +27,48 @@ const RESERVED_PARAMS: &[&str] = &["authinfo", "out", "func", "auth", "username"
 
 /// Something that can send a BILLmanager call upstream.
 pub trait UpstreamClient: Send + Sync {
-    /// Sends `func` with `params`; the client adds credentials and `out=xml`.
-    fn call(&self, func: &str, params: &[(String, String)]) -> Result<Response, CallError>;
+    /// Sends `func` with `params`, giving up after `timeout`; the client adds credentials and
+    /// `out=xml`.
+    fn call(
+        &self,
+        func: &str,
+        params: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Response, CallError>;
 }
 
 /// The client when no upstream is configured: every call is refused before it leaves the host.
 pub struct NotConfigured;
 
 impl UpstreamClient for NotConfigured {
-    fn call(&self, func: &str, _params: &[(String, String)]) -> Result<Response, CallError> {
+    fn call(&self, func: &str, _: &[(String, String)], _: Duration) -> Result<Response, CallError> {
         Err(CallError::NotAllowed(format!(
             "no upstream is configured, so `{func}` cannot be sent"
         )))
     }
 }
 
-/// The capability: the policy and the client it guards.
-#[derive(Clone)]
-pub struct UpstreamCap {
-    functions: Arc<BTreeSet<String>>,
+/// Which functions reach which client.
+pub struct UpstreamPolicy {
+    functions: BTreeSet<String>,
     client: Arc<dyn UpstreamClient>,
 }
 
-impl UpstreamCap {
+impl UpstreamPolicy {
     /// Allows `functions` through `client`.
     pub fn new(
         functions: impl IntoIterator<Item = String>,
         client: Arc<dyn UpstreamClient>,
     ) -> Self {
-        UpstreamCap {
-            functions: Arc::new(functions.into_iter().collect()),
+        UpstreamPolicy {
+            functions: functions.into_iter().collect(),
             client,
         }
     }
 
-    /// The default policy over a client that is not configured.
+    /// The default functions over a client that is not configured.
     pub fn not_configured() -> Self {
-        UpstreamCap::new(
+        UpstreamPolicy::new(
             DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()),
             Arc::new(NotConfigured),
         )
@@ -85,10 +94,70 @@ impl UpstreamCap {
     }
 }
 
+/// One call's access to upstream.
+pub struct UpstreamCap {
+    policy: Arc<UpstreamPolicy>,
+    hook: Hook,
+    budget: Arc<Budget>,
+    calls: u32,
+    spent: Duration,
+}
+
+impl UpstreamCap {
+    /// Access under `policy` for a call of `hook`, counted against `budget`.
+    pub fn new(policy: Arc<UpstreamPolicy>, hook: Hook, budget: Arc<Budget>) -> Self {
+        UpstreamCap {
+            policy,
+            hook,
+            budget,
+            calls: 0,
+            spent: Duration::ZERO,
+        }
+    }
+}
+
 impl Host for UpstreamCap {
-    fn call(&mut self, request: Request) -> Result<Response, CallError> {
-        self.check(&request)?;
-        self.client.call(&request.func, &request.params)
+    fn call(&mut self, request: Request) -> wasmtime::Result<Result<Response, CallError>> {
+        let bytes = request.func.len()
+            + request
+                .params
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        self.budget.host_call(bytes)?;
+        if self.hook == Hook::Pricing {
+            return Ok(Err(CallError::NotAllowed(
+                "upstream calls are not allowed while pricing".to_owned(),
+            )));
+        }
+        if let Err(refused) = self.policy.check(&request) {
+            return Ok(Err(refused));
+        }
+        let limits = self.budget.limits();
+        if self.calls >= limits.upstream_calls {
+            let asked = u64::from(self.calls) + 1;
+            return Err(wasmtime::Error::new(LimitHit::new(
+                Limit::UpstreamCalls,
+                limits,
+                Some(asked),
+            )));
+        }
+        let remaining = limits.upstream_time().saturating_sub(self.spent);
+        if remaining.is_zero() {
+            return Err(wasmtime::Error::new(LimitHit::new(
+                Limit::UpstreamTime,
+                limits,
+                None,
+            )));
+        }
+        self.calls += 1;
+        let started = Instant::now();
+        let answer = self
+            .policy
+            .client
+            .call(&request.func, &request.params, remaining);
+        self.spent += started.elapsed();
+        Ok(answer)
     }
 }
 
@@ -97,17 +166,23 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::runtime::limits::Limits;
 
-    /// Records calls and answers each with an empty document.
+    /// Records calls with their time-outs and answers each with an empty document.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
+    struct Recorder(Mutex<Vec<(String, Duration)>>);
 
     impl UpstreamClient for Recorder {
-        fn call(&self, func: &str, _: &[(String, String)]) -> Result<Response, CallError> {
+        fn call(
+            &self,
+            func: &str,
+            _: &[(String, String)],
+            timeout: Duration,
+        ) -> Result<Response, CallError> {
             self.0
                 .lock()
                 .map_err(|_| CallError::NotSent("poisoned".into()))?
-                .push(func.to_owned());
+                .push((func.to_owned(), timeout));
             Ok(Response {
                 status: 200,
                 body: b"<doc/>".to_vec(),
@@ -126,29 +201,76 @@ mod tests {
         }
     }
 
+    fn cap(recorder: Arc<Recorder>, hook: Hook, limits: Limits) -> UpstreamCap {
+        let policy = UpstreamPolicy::new(["pricelist.export".to_owned()], recorder);
+        UpstreamCap::new(Arc::new(policy), hook, Budget::new(limits))
+    }
+
     #[test]
     fn only_allowed_functions_reach_the_client() {
         let recorder = Arc::new(Recorder::default());
-        let mut cap = UpstreamCap::new(["pricelist.export".to_owned()], recorder.clone());
-        assert!(
-            cap.call(request("pricelist.export", &[("itemtype", "addition")]))
-                .is_ok()
-        );
+        let mut cap = cap(recorder.clone(), Hook::Orders, Limits::default());
+        assert!(matches!(
+            cap.call(request("pricelist.export", &[("itemtype", "addition")])),
+            Ok(Ok(_))
+        ));
         assert!(matches!(
             cap.call(request("user.edit", &[])),
-            Err(CallError::NotAllowed(_))
+            Ok(Err(CallError::NotAllowed(_)))
         ));
         let sneaky = request("pricelist.export", &[("authinfo", "other:account")]);
-        assert!(matches!(cap.call(sneaky), Err(CallError::NotAllowed(_))));
-        assert_eq!(*recorder.0.lock().expect("lock"), ["pricelist.export"]);
+        assert!(matches!(
+            cap.call(sneaky),
+            Ok(Err(CallError::NotAllowed(_)))
+        ));
+        let calls = recorder.0.lock().expect("lock");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, "pricelist.export");
+        assert!(calls[0].1 <= Limits::default().upstream_time());
+    }
+
+    #[test]
+    fn pricing_never_calls_upstream() {
+        let recorder = Arc::new(Recorder::default());
+        let mut cap = cap(recorder.clone(), Hook::Pricing, Limits::default());
+        let answer = cap.call(request("pricelist.export", &[])).expect("no trap");
+        assert!(matches!(answer, Err(CallError::NotAllowed(m)) if m.contains("pricing")));
+        assert!(recorder.0.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn calls_past_the_limit_are_the_guests_fault() {
+        let recorder = Arc::new(Recorder::default());
+        let mut cap = cap(
+            recorder.clone(),
+            Hook::Orders,
+            Limits {
+                upstream_calls: 2,
+                ..Limits::default()
+            },
+        );
+        for _ in 0..2 {
+            assert!(matches!(
+                cap.call(request("pricelist.export", &[])),
+                Ok(Ok(_))
+            ));
+        }
+        let err = cap
+            .call(request("pricelist.export", &[]))
+            .expect_err("a trap");
+        let hit = err.downcast_ref::<LimitHit>().expect("a limit hit");
+        assert_eq!(
+            (hit.limit, hit.figure, hit.asked),
+            (Limit::UpstreamCalls, 2, Some(3))
+        );
+        assert_eq!(recorder.0.lock().expect("lock").len(), 2);
     }
 
     #[test]
     fn nothing_leaves_without_an_upstream() {
-        let mut cap = UpstreamCap::not_configured();
-        let err = cap
-            .call(request("pricelist.export", &[]))
-            .expect_err("refused");
-        assert!(matches!(err, CallError::NotAllowed(m) if m.contains("no upstream")));
+        let policy = Arc::new(UpstreamPolicy::not_configured());
+        let mut cap = UpstreamCap::new(policy, Hook::Orders, Budget::new(Limits::default()));
+        let answer = cap.call(request("pricelist.export", &[])).expect("no trap");
+        assert!(matches!(answer, Err(CallError::NotAllowed(m)) if m.contains("no upstream")));
     }
 }

@@ -1,30 +1,32 @@
-//! One call: a fresh `Store` with its limits, a fresh instance, and the fault if it fails.
+//! One call: a fresh `Store` with its limits, a fresh instance, what it used, and the fault if
+//! it failed.
 
-use wasmtime::component::InstancePre;
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use std::time::{Duration, Instant};
 
+use wasmtime::{Store, Trap};
+
+use super::limits::{Limit, LimitHit, Limiter, Limits};
 use crate::bindings::{Plugin, PluginPre};
-use crate::capabilities::{CallState, Grants};
+use crate::capabilities::{CallState, Grants, Hook};
 
-/// Bounds on one call.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Linear memory of the instance, in bytes.
-    pub memory_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-        }
-    }
+/// What a call used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Instructions executed (fuel consumed).
+    pub fuel: u64,
+    /// The largest linear memory reached, in bytes.
+    pub peak_memory: usize,
+    /// Wall-clock time of the whole call, instantiation included.
+    pub elapsed: Duration,
 }
 
 /// A call that ended without an answer from the plugin: not a business error.
 #[derive(Debug, thiserror::Error)]
 pub enum Fault {
-    /// The plugin's fault: a trap (a panic, a limit hit, an invalid operation).
+    /// The plugin's fault: it went past one of its limits.
+    #[error(transparent)]
+    Limit(#[from] LimitHit),
+    /// The plugin's fault: a trap (a panic, an invalid operation).
     #[error("the plugin failed: {reason}")]
     Guest {
         /// What happened.
@@ -37,34 +39,82 @@ pub enum Fault {
     Host(String),
 }
 
-/// Instantiates `pre` in a fresh store and runs `f`.
+impl Fault {
+    /// Whether the plugin, rather than the host, is to blame.
+    pub fn is_guest(&self) -> bool {
+        !matches!(self, Fault::Host(_))
+    }
+}
+
+/// How many epoch ticks make `d`, rounded up, at least one.
+fn ticks(d: Duration) -> u64 {
+    let tick = super::EPOCH_TICK.as_nanos().max(1);
+    u64::try_from(d.as_nanos().div_ceil(tick))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// Instantiates `pre` in a fresh store bounded by `limits` and runs `f`.
 pub(super) fn run<R>(
     pre: &PluginPre<CallState>,
     grants: &Grants,
     limits: &Limits,
+    hook: Hook,
     f: impl FnOnce(&Plugin, &mut Store<CallState>) -> wasmtime::Result<R>,
-) -> Result<R, Fault> {
-    let store_limits = StoreLimitsBuilder::new()
-        .memory_size(limits.memory_bytes)
-        .instances(4)
-        .tables(8)
-        .memories(4)
-        .build();
-    let instance_pre: &InstancePre<CallState> = pre.instance_pre();
-    let mut store = Store::new(instance_pre.engine(), CallState::new(grants, store_limits));
-    store.limiter(|state| &mut state.limits);
-    let outcome = pre
-        .instantiate(&mut store)
+) -> (Result<R, Fault>, Usage) {
+    let started = Instant::now();
+    let engine = pre.instance_pre().engine();
+    let mut store = Store::new(
+        engine,
+        CallState::new(grants, limits, hook, Limiter::new(limits.clone())),
+    );
+    store.limiter(|state| state.limiter_mut());
+    // The deadline bounds the guest's own running time; an order hook also waits on upstream.
+    let deadline = match hook {
+        Hook::Pricing => limits.deadline(),
+        Hook::Orders => limits.deadline().saturating_add(limits.upstream_time()),
+    };
+    store.set_epoch_deadline(ticks(deadline));
+    store.epoch_deadline_trap();
+    let outcome = store
+        .set_fuel(limits.fuel)
+        .and_then(|()| pre.instantiate(&mut store))
         .and_then(|plugin| f(&plugin, &mut store));
-    outcome.map_err(|e| fault(&e, store.data()))
+    let usage = Usage {
+        fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+        peak_memory: store.data().limiter().peak_memory(),
+        elapsed: started.elapsed(),
+    };
+    (outcome.map_err(|e| fault(&e, store.data(), limits)), usage)
 }
 
-fn fault(e: &wasmtime::Error, state: &CallState) -> Fault {
+fn fault(e: &wasmtime::Error, state: &CallState, limits: &Limits) -> Fault {
+    if let Some(hit) = e.downcast_ref::<LimitHit>() {
+        return Fault::Limit(hit.clone());
+    }
+    let hit = |limit| Fault::Limit(LimitHit::new(limit, limits, None));
     match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => hit(Limit::Fuel),
+        Some(Trap::Interrupt) => hit(Limit::Deadline),
+        Some(Trap::StackOverflow) => hit(Limit::Stack),
         Some(trap) => Fault::Guest {
             reason: trap.to_string(),
             stderr: state.stderr(),
         },
         None => Fault::Host(super::plugin::root(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_round_up() {
+        assert_eq!(ticks(Duration::ZERO), 1);
+        assert_eq!(ticks(super::super::EPOCH_TICK), 1);
+        assert_eq!(ticks(Duration::from_millis(1_000)), 100);
+        assert_eq!(ticks(Duration::from_millis(1_001)), 101);
+        assert_eq!(ticks(Duration::MAX), u64::MAX);
     }
 }

@@ -1,13 +1,18 @@
-//! One loaded plugin version: compiled once, linked once, instantiated per call.
+//! One loaded plugin version: compiled once (or taken from the cache), linked once,
+//! instantiated in a fresh store for every call.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use wasmtime::Engine;
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 
-use super::call::{self, Fault, Limits};
-use crate::bindings::{self, Plugin, PluginPre, orders, pricing, types};
-use crate::capabilities::{self, CallState, Grants};
+use super::Runtime;
+use super::cache::CacheOutcome;
+use super::call::{self, Fault, Usage};
+use super::limits::{Limit, LimitHit, Limits};
+use crate::bindings::{self, PACKAGE_NAME, Plugin, PluginPre, orders, pricing, types};
+use crate::capabilities::{self, CallState, Grants, Hook};
 
 /// Why a plugin file cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,19 @@ pub enum LoadError {
         /// What did not fit.
         detail: String,
     },
+    /// It was built against a version of the contract this host does not serve.
+    #[error(
+        "it was built against {PACKAGE_NAME}@{plugin}, but this host serves {PACKAGE_NAME}@{host} (and compatible versions)"
+    )]
+    IncompatibleVersion {
+        /// The version the plugin was built against.
+        plugin: String,
+        /// The version this host serves.
+        host: &'static str,
+    },
+    /// The engine could not be set up.
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// The interfaces of our own package a plugin may import, without versions.
@@ -36,57 +54,172 @@ const OWN_IMPORTS: &[&str] = &[
     "billing:reseller/upstream",
 ];
 
+/// Counters of one loaded plugin, for monitoring.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    calls: AtomicU64,
+    faults: AtomicU64,
+    limit_hits: [AtomicU64; Limit::ALL.len()],
+}
+
+impl PluginStats {
+    /// Calls made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Calls that ended in a fault (limit hits included).
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Calls that hit `limit`.
+    pub fn limit_hits(&self, limit: Limit) -> u64 {
+        Limit::ALL
+            .iter()
+            .position(|l| *l == limit)
+            .map_or(0, |i| self.limit_hits[i].load(Ordering::Relaxed))
+    }
+}
+
+/// One call of a hook, by value: what `reseller check` and tests run.
+#[derive(Clone, Debug)]
+pub enum HookCall {
+    /// `pricing.export-prices`.
+    ExportPrices(pricing::Query),
+    /// `orders.place`.
+    Place(orders::Order),
+    /// `orders.rebind`.
+    Rebind {
+        /// Upstream service ID.
+        service_id: String,
+        /// The new licence.
+        licence_id: String,
+    },
+    /// `orders.renew`.
+    Renew {
+        /// Upstream service ID.
+        service_id: String,
+        /// Months.
+        period: types::Months,
+    },
+    /// `orders.remove`.
+    Remove {
+        /// Upstream service ID.
+        service_id: String,
+    },
+    /// `orders.upstream-costs`.
+    UpstreamCosts,
+}
+
+/// What a hook answered.
+#[derive(Clone, Debug)]
+pub enum HookResult {
+    /// From `export-prices`.
+    Document(Result<pricing::Document, types::PricingError>),
+    /// From `place`.
+    Placed(Result<orders::Placed, types::OrderError>),
+    /// From `rebind`, `renew`, `remove`.
+    Done(Result<(), types::OrderError>),
+    /// From `upstream-costs`.
+    Costs(Result<Vec<orders::UpstreamOffer>, types::OrderError>),
+}
+
 /// A compiled and linked plugin, ready to be instantiated for each call.
 pub struct LoadedPlugin {
     name: Arc<str>,
+    sha256: String,
     pre: PluginPre<CallState>,
     imports: Vec<String>,
     exports: Vec<String>,
     limits: Limits,
+    cache: Option<CacheOutcome>,
+    stats: PluginStats,
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl LoadedPlugin {
-    /// Compiles and links the component in `bytes`; `name` identifies it in logs.
-    pub fn load(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Self, LoadError> {
+    /// Compiles (or takes from the runtime's cache) and links the component in `bytes`, to run
+    /// within `limits`; `name` identifies it in logs.
+    pub fn load(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
         check_header(bytes)?;
-        let component = Component::new(engine, bytes).map_err(|e| {
+        let sha256 = sha256_hex(bytes);
+        let engine = runtime
+            .engine(&limits)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let compile = || Component::new(&engine, bytes);
+        let (component, cache) = match runtime.cache() {
+            Some(cache) => cache
+                .load_or_compile(&engine, &sha256, compile)
+                .map(|(c, o)| (c, Some(o))),
+            None => compile().map(|c| (c, None)),
+        }
+        .map_err(|e| {
             LoadError::NotAComponent(format!("it is not a valid component: {}", root(&e)))
         })?;
         let ty = component.component_type();
         let imports: Vec<String> = ty
-            .imports(engine)
+            .imports(&engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         let exports: Vec<String> = ty
-            .exports(engine)
+            .exports(&engine)
             .map(|(name, _)| name.to_owned())
             .collect();
+        if let Some(version) = imports
+            .iter()
+            .chain(&exports)
+            .find_map(|name| contract_version(name))
+            && !compatible(version, bindings::VERSION)
+        {
+            return Err(LoadError::IncompatibleVersion {
+                plugin: version.to_owned(),
+                host: bindings::VERSION,
+            });
+        }
         if let Some(forbidden) = imports.iter().find(|name| !granted(name)) {
             return Err(LoadError::ForbiddenImport(forbidden.clone()));
         }
-        let mut linker = Linker::new(engine);
-        capabilities::add_to_linker(&mut linker).map_err(|e| LoadError::Incompatible {
-            package: bindings::PACKAGE,
-            detail: root(&e),
-        })?;
         let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
             package: bindings::PACKAGE,
             detail: root(&e),
         };
+        let mut linker = Linker::new(&engine);
+        capabilities::add_to_linker(&mut linker).map_err(incompatible)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(incompatible)?;
         let pre = PluginPre::new(instance_pre).map_err(incompatible)?;
         Ok(LoadedPlugin {
             name: name.into(),
+            sha256,
             pre,
             imports,
             exports,
-            limits: Limits::default(),
+            limits,
+            cache,
+            stats: PluginStats::default(),
         })
     }
 
     /// The plugin's name in logs.
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The SHA-256 of the component file, in hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// What the component imports, as named in its type.
@@ -99,28 +232,40 @@ impl LoadedPlugin {
         &self.exports
     }
 
-    /// Answers a price export query in a fresh instance.
+    /// The limits every call runs within.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// What the compiled-code cache did when this plugin loaded (`None`: no cache).
+    pub fn cache_outcome(&self) -> Option<&CacheOutcome> {
+        self.cache.as_ref()
+    }
+
+    /// Counters since the plugin loaded.
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// Answers a price export query.
     pub fn export_prices(
         &self,
         grants: &Grants,
         query: &pricing::Query,
     ) -> Result<Result<pricing::Document, types::PricingError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin
-                .billing_reseller_pricing()
-                .call_export_prices(store, query)
-        })
+        self.run_export(grants, query).0
     }
 
-    /// Places a paid order upstream through the plugin.
+    /// Places a paid order upstream.
     pub fn place(
         &self,
         grants: &Grants,
         order: &orders::Order,
     ) -> Result<Result<orders::Placed, types::OrderError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin.billing_reseller_orders().call_place(store, order)
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_place(s, order)
         })
+        .0
     }
 
     /// Binds a placed module to another licence.
@@ -130,11 +275,11 @@ impl LoadedPlugin {
         service_id: &str,
         licence_id: &str,
     ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin
-                .billing_reseller_orders()
-                .call_rebind(store, service_id, licence_id)
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders()
+                .call_rebind(s, service_id, licence_id)
         })
+        .0
     }
 
     /// Renews a placed module.
@@ -144,11 +289,11 @@ impl LoadedPlugin {
         service_id: &str,
         period: types::Months,
     ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin
-                .billing_reseller_orders()
-                .call_renew(store, service_id, period)
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders()
+                .call_renew(s, service_id, period)
         })
+        .0
     }
 
     /// Removes a placed module upstream.
@@ -157,11 +302,10 @@ impl LoadedPlugin {
         grants: &Grants,
         service_id: &str,
     ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin
-                .billing_reseller_orders()
-                .call_remove(store, service_id)
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_remove(s, service_id)
         })
+        .0
     }
 
     /// Fetches upstream's current costs.
@@ -169,18 +313,128 @@ impl LoadedPlugin {
         &self,
         grants: &Grants,
     ) -> Result<Result<Vec<orders::UpstreamOffer>, types::OrderError>, Fault> {
-        self.call(grants, |plugin, store| {
-            plugin.billing_reseller_orders().call_upstream_costs(store)
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_upstream_costs(s)
+        })
+        .0
+    }
+
+    /// Runs any hook, and says what it used.
+    pub fn invoke(&self, grants: &Grants, hook: &HookCall) -> (Result<HookResult, Fault>, Usage) {
+        let orders =
+            |f: &dyn Fn(
+                &Plugin,
+                &mut wasmtime::Store<CallState>,
+            ) -> wasmtime::Result<HookResult>| { self.call(grants, Hook::Orders, f) };
+        match hook {
+            HookCall::ExportPrices(query) => {
+                let (result, usage) = self.run_export(grants, query);
+                (result.map(HookResult::Document), usage)
+            }
+            HookCall::Place(order) => orders(&|p, s| {
+                p.billing_reseller_orders()
+                    .call_place(s, order)
+                    .map(HookResult::Placed)
+            }),
+            HookCall::Rebind {
+                service_id,
+                licence_id,
+            } => orders(&|p, s| {
+                p.billing_reseller_orders()
+                    .call_rebind(s, service_id, licence_id)
+                    .map(HookResult::Done)
+            }),
+            HookCall::Renew { service_id, period } => orders(&|p, s| {
+                p.billing_reseller_orders()
+                    .call_renew(s, service_id, *period)
+                    .map(HookResult::Done)
+            }),
+            HookCall::Remove { service_id } => orders(&|p, s| {
+                p.billing_reseller_orders()
+                    .call_remove(s, service_id)
+                    .map(HookResult::Done)
+            }),
+            HookCall::UpstreamCosts => orders(&|p, s| {
+                p.billing_reseller_orders()
+                    .call_upstream_costs(s)
+                    .map(HookResult::Costs)
+            }),
+        }
+    }
+
+    fn run_export(
+        &self,
+        grants: &Grants,
+        query: &pricing::Query,
+    ) -> (
+        Result<Result<pricing::Document, types::PricingError>, Fault>,
+        Usage,
+    ) {
+        let answer_bytes = self.limits.answer_bytes;
+        self.call(grants, Hook::Pricing, |p, s| {
+            let answer = p.billing_reseller_pricing().call_export_prices(s, query)?;
+            if let Ok(doc) = &answer
+                && doc.body.len() > answer_bytes
+            {
+                let asked = u64::try_from(doc.body.len()).ok();
+                return Err(wasmtime::Error::new(LimitHit::new(
+                    Limit::AnswerBytes,
+                    &self.limits,
+                    asked,
+                )));
+            }
+            Ok(answer)
         })
     }
 
-    /// Runs `f` against a fresh instance in a fresh store.
+    /// Runs `f` against a fresh instance in a fresh store, and counts the outcome.
     fn call<R>(
         &self,
         grants: &Grants,
+        hook: Hook,
         f: impl FnOnce(&Plugin, &mut wasmtime::Store<CallState>) -> wasmtime::Result<R>,
-    ) -> Result<R, Fault> {
-        call::run(&self.pre, grants, &self.limits, f)
+    ) -> (Result<R, Fault>, Usage) {
+        let (result, usage) = call::run(&self.pre, grants, &self.limits, hook, f);
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        if let Err(fault) = &result {
+            self.stats.faults.fetch_add(1, Ordering::Relaxed);
+            match fault {
+                Fault::Limit(hit) => {
+                    if let Some(i) = Limit::ALL.iter().position(|l| *l == hit.limit) {
+                        self.stats.limit_hits[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::warn!(plugin = %self.name, limit = hit.limit.key(), "{hit}");
+                }
+                Fault::Guest { reason, stderr } => {
+                    tracing::warn!(plugin = %self.name, stderr = %stderr.escape_debug(), "the plugin failed: {reason}");
+                }
+                Fault::Host(e) => {
+                    tracing::error!(plugin = %self.name, "the host could not run the plugin: {e}")
+                }
+            }
+        }
+        (result, usage)
+    }
+}
+
+/// The version of our package an import or export names, e.g. `0.1.0` in
+/// `billing:reseller/pricing@0.1.0`.
+fn contract_version(name: &str) -> Option<&str> {
+    let (interface, version) = name.split_once('@')?;
+    interface.strip_prefix(PACKAGE_NAME)?.strip_prefix('/')?;
+    Some(version)
+}
+
+/// Semver compatibility as Cargo has it: the same major version, and for 0.x the same minor.
+fn compatible(plugin: &str, host: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parts(plugin), parts(host)) {
+        (Some((0, pm)), Some((0, hm))) => pm == hm,
+        (Some((pmaj, _)), Some((hmaj, _))) => pmaj == hmaj,
+        _ => false,
     }
 }
 
@@ -233,5 +487,29 @@ mod tests {
         assert!(!granted("wasi:sockets/tcp@0.2.6"));
         assert!(!granted("wasi:clocks/wall-clock@0.2.6"));
         assert!(!granted("wasi:random/random@0.2.6"));
+    }
+
+    #[test]
+    fn contract_versions_follow_semver() {
+        assert_eq!(
+            contract_version("billing:reseller/pricing@0.1.3"),
+            Some("0.1.3")
+        );
+        assert_eq!(contract_version("wasi:io/streams@0.2.6"), None);
+        assert_eq!(contract_version("billing:resellerx/pricing@9.0.0"), None);
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.7", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(!compatible("1.0.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+        assert!(!compatible("garbage", "0.1.0"));
+    }
+
+    #[test]
+    fn digests_are_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }
