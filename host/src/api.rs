@@ -60,7 +60,7 @@ pub fn routes() -> Router<Arc<Reseller>> {
 
 /// Checks the bearer token in constant time.
 fn authorize(active: &Active, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &active.config().api.token else {
+    let Some(crate::config::Secret(expected)) = &active.config().api.token else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "api_disabled",

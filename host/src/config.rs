@@ -177,10 +177,28 @@ impl PluginConfig {
     }
 }
 
-/// `[upstream]`: what plugins may ask of the upstream BILLmanager.
+/// `[upstream]`: the partner's account in ispmanager's client area, and what plugins may ask
+/// of it. Without a `url`, nothing is ever sent upstream.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// The BILLmanager API endpoint, e.g. `https://api-eu.ispmanager.com/billmgr`.
+    pub url: Option<String>,
+    /// The partner's user name.
+    pub user: Option<String>,
+    /// The partner's password. Prefer `password_env`.
+    pub password: Option<Secret>,
+    /// The name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// The longest one call may take, in milliseconds (a plugin's remaining budget may cut it).
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The longest connecting may take, in milliseconds.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// The largest answer read, in bytes; a longer one reaches the plugin marked truncated.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: usize,
     /// The BILLmanager functions a plugin may call.
     #[serde(default = "default_functions")]
     pub functions: Vec<String>,
@@ -189,8 +207,52 @@ pub struct UpstreamConfig {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
+            url: None,
+            user: None,
+            password: None,
+            password_env: None,
+            timeout_ms: default_upstream_timeout_ms(),
+            connect_timeout_ms: default_connect_timeout_ms(),
+            max_answer_bytes: default_max_answer_bytes(),
             functions: default_functions(),
         }
+    }
+}
+
+impl UpstreamConfig {
+    /// The password, from the file or from the environment variable it names.
+    pub fn password(&self) -> Result<String, String> {
+        match (&self.password, &self.password_env) {
+            (Some(Secret(p)), None) => Ok(p.clone()),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
+            }
+            (Some(_), Some(_)) => Err("set password or password_env, not both".to_owned()),
+            (None, None) => Err("set password or password_env".to_owned()),
+        }
+    }
+}
+
+fn default_upstream_timeout_ms() -> u64 {
+    30_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_max_answer_bytes() -> usize {
+    1 << 20
+}
+
+/// A secret: never printed.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 
@@ -203,7 +265,7 @@ fn default_functions() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
     /// The bearer token; without one the API is off.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
 }
 
 /// The partner's upstream account region, which selects the tariff IDs.
@@ -392,8 +454,38 @@ impl Config {
                 "expected 64 hexadecimal digits",
             ));
         }
+        let upstream = &self.upstream;
+        if let Some(url) = &upstream.url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::new(
+                    &self.source,
+                    "upstream.url",
+                    "expected an http:// or https:// URL",
+                ));
+            }
+            if upstream.user.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::new(
+                    &self.source,
+                    "upstream.user",
+                    "required with upstream.url",
+                ));
+            }
+            if let Err(message) = upstream.password() {
+                return Err(ConfigError::new(&self.source, "upstream.password", message));
+            }
+        }
+        if upstream.timeout_ms == 0
+            || upstream.connect_timeout_ms == 0
+            || upstream.max_answer_bytes == 0
+        {
+            return Err(ConfigError::new(
+                &self.source,
+                "upstream",
+                "time-outs and sizes must be above 0",
+            ));
+        }
         if let Some(token) = &self.api.token
-            && token.trim().len() < 16
+            && token.0.trim().len() < 16
         {
             return Err(ConfigError::new(
                 &self.source,
@@ -470,6 +562,20 @@ mod tests {
     }
 
     #[test]
+    fn secrets_are_never_printed() {
+        let c = parse(&format!(
+            "{MODULE}\n[upstream]\nurl = \"https://x/billmgr\"\nuser = \"u\"\npassword = \"hunter2-secret\"\n[api]\ntoken = \"token-token-token-1\""
+        ))
+        .expect("config");
+        let printed = format!("{c:?}");
+        assert!(
+            !printed.contains("hunter2-secret") && !printed.contains("token-token-token-1"),
+            "{printed}"
+        );
+        assert_eq!(c.upstream.password().as_deref(), Ok("hunter2-secret"));
+    }
+
+    #[test]
     fn amounts_are_exact() {
         let c = parse(MODULE).expect("config");
         assert_eq!(c.catalogue.modules[0].cost.month, Amount(105_000));
@@ -526,6 +632,48 @@ mod tests {
                 "twice",
             ),
             ("[catalogue".to_owned(), "(syntax)", ""),
+            (
+                format!("{MODULE}\n[plugin]\nsha256 = \"abc\""),
+                "plugin.sha256",
+                "64 hexadecimal",
+            ),
+            (
+                format!("{MODULE}\n[plugin.limits]\nfuel = 0"),
+                "plugin.limits.fuel",
+                "above 0",
+            ),
+            (
+                format!("{MODULE}\n[plugin.limits]\nfuel = -1"),
+                "plugin.limits.fuel",
+                "invalid value",
+            ),
+            (
+                format!("{MODULE}\n[plugin.limits]\ngas = 1"),
+                "plugin.limits.gas",
+                "unknown field",
+            ),
+            (
+                format!("{MODULE}\n[api]\ntoken = \"short\""),
+                "api.token",
+                "16 characters",
+            ),
+            (
+                format!("{MODULE}\n[upstream]\nurl = \"ftp://x\""),
+                "upstream.url",
+                "http",
+            ),
+            (
+                format!("{MODULE}\n[upstream]\nurl = \"https://x/billmgr\"\nuser = \"u\""),
+                "upstream.password",
+                "password",
+            ),
+            (
+                format!(
+                    "{MODULE}\n[upstream]\nurl = \"https://x/billmgr\"\nuser = \"u\"\npassword_env = \"RESELLER_NO_SUCH_VARIABLE\""
+                ),
+                "upstream.password",
+                "not set",
+            ),
         ];
         for (text, key, words) in cases {
             let err = parse(&text).expect_err(key);

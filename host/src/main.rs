@@ -179,7 +179,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let token = config
                 .api
                 .token
-                .as_deref()
+                .as_ref()
+                .map(|t| t.0.as_str())
                 .context("api.token is not set: the server's API is off")?;
             let url = url.unwrap_or_else(|| {
                 let mut addr = config.server.listen;

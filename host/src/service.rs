@@ -13,7 +13,8 @@ use arc_swap::ArcSwap;
 
 use crate::bindings::{self, pricing, types};
 use crate::capabilities::Grants;
-use crate::capabilities::upstream::UpstreamPolicy;
+use crate::capabilities::upstream::http::HttpUpstream;
+use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
 use crate::config::{Config, ConfigError, Source};
 use crate::runtime::{Fault, LoadedPlugin, Runtime, plugin_sha256};
 
@@ -43,13 +44,14 @@ impl Active {
     /// export, so that a bad setting is refused before it serves.
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
+        let client = upstream_client(&config)?;
         let snapshot = bindings::snapshot(&config, catalogue_version(&config));
         let grants = Grants {
             plugin: plugin.name().clone(),
             catalogue: Arc::new(snapshot),
             upstream: Arc::new(UpstreamPolicy::new(
                 config.upstream.functions.clone(),
-                upstream_client(),
+                client,
             )),
         };
         let active = Active {
@@ -185,10 +187,13 @@ pub fn pricing_message(e: &types::PricingError) -> String {
     }
 }
 
-/// The client plugins reach upstream through. Upstream credentials and URL are not part of the
-/// configuration yet, so nothing leaves the host.
-fn upstream_client() -> Arc<dyn crate::capabilities::upstream::UpstreamClient> {
-    Arc::new(crate::capabilities::upstream::NotConfigured)
+/// The client plugins reach upstream through: the configured BILLmanager, or none.
+fn upstream_client(config: &Config) -> Result<Arc<dyn UpstreamClient>, ConfigError> {
+    match HttpUpstream::from_config(&config.upstream) {
+        Ok(Some(client)) => Ok(Arc::new(client)),
+        Ok(None) => Ok(Arc::new(NotConfigured)),
+        Err(message) => Err(ConfigError::new(&config.source, "upstream", message)),
+    }
 }
 
 fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, ConfigError> {

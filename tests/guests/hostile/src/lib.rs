@@ -132,7 +132,10 @@ impl orders::Guest for Hostile {
                 func: "pricelist.export".to_owned(),
                 params: vec![("itemtype".to_owned(), "addition".to_owned())],
             });
-            seen.push_str(&format!("{answer:?}"));
+            match answer {
+                Ok(response) => seen.push_str(&String::from_utf8_lossy(&response.body)),
+                Err(e) => seen.push_str(&format!("{e:?}")),
+            }
             log::emit(log::Level::Info, &seen);
         }
     }

@@ -5,6 +5,8 @@
 //! the configured URL only and gives up after the time it is given. The plugin never sees any
 //! of that. Only order hooks may call upstream, within their limits on calls and time.
 
+pub mod http;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
