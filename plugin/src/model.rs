@@ -52,6 +52,30 @@ pub struct Offer {
     pub orderable: bool,
 }
 
+impl Offer {
+    /// An orderable offer named `intname` with upstream `costs` of (months, ten-thousandths,
+    /// currency): a short way to build catalogues in tests and benchmarks.
+    pub fn with_costs(tariff_id: u64, intname: &str, costs: &[(u16, i64, &str)]) -> Offer {
+        Offer {
+            tariff_id,
+            intname: intname.to_owned(),
+            additionintname: intname.to_owned(),
+            name: intname.to_owned(),
+            upstream_costs: costs
+                .iter()
+                .map(|&(months, units, currency)| PeriodCost {
+                    months,
+                    cost: Money {
+                        units,
+                        currency: currency.to_owned(),
+                    },
+                })
+                .collect(),
+            orderable: true,
+        }
+    }
+}
+
 /// Document format of an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -362,26 +362,9 @@ pub fn overflow(intname: &str, value: Decimal) -> PricingError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PeriodCost;
 
     fn offer(intname: &str, costs: &[(u16, i64, &str)]) -> Offer {
-        Offer {
-            tariff_id: 1,
-            intname: intname.to_owned(),
-            additionintname: "X".to_owned(),
-            name: "X".to_owned(),
-            upstream_costs: costs
-                .iter()
-                .map(|&(months, units, cur)| PeriodCost {
-                    months,
-                    cost: Money {
-                        units,
-                        currency: cur.to_owned(),
-                    },
-                })
-                .collect(),
-            orderable: true,
-        }
+        Offer::with_costs(1, intname, costs)
     }
 
     fn units(s: &Settings, o: &Offer, months: u16) -> Option<i64> {

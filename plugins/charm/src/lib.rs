@@ -249,28 +249,12 @@ fn invalid(field: String, value: String, message: String) -> PricingError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reseller_plugin::model::{Format, PeriodCost};
+    use reseller_plugin::model::Format;
     use reseller_plugin::policy::Markup;
 
     /// `units` are ten-thousandths: 36_000 is 3.60.
     fn offer(intname: &str, costs: &[(u16, i64, &str)]) -> Offer {
-        Offer {
-            tariff_id: 1,
-            intname: intname.to_owned(),
-            additionintname: "X".to_owned(),
-            name: "X".to_owned(),
-            upstream_costs: costs
-                .iter()
-                .map(|&(months, units, cur)| PeriodCost {
-                    months,
-                    cost: Money {
-                        units,
-                        currency: cur.to_owned(),
-                    },
-                })
-                .collect(),
-            orderable: true,
-        }
+        Offer::with_costs(1, intname, costs)
     }
 
     fn settings(json: &str) -> Settings {
