@@ -6,6 +6,7 @@ pub mod capabilities;
 pub mod check;
 pub mod config;
 pub mod http;
+pub mod orders;
 pub mod runtime;
 pub mod service;
 

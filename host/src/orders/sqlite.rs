@@ -1,0 +1,865 @@
+//! The SQLite backend of [`OrderStore`]: one database file, WAL journal, schema migrations
+//! tracked in `PRAGMA user_version`.
+//!
+//! One connection behind a mutex serves a host; several processes may open the same file, and
+//! every write runs in a `BEGIN IMMEDIATE` transaction (the write lock is taken up front, waiting
+//! up to [`BUSY_TIMEOUT`]), so a compare-and-set is never split by another writer. Commits are
+//! `synchronous = FULL`: a transition reported done survives a power cut, not just a crash.
+//!
+//! Money is stored as INTEGER ten-thousandths plus the currency as TEXT; timestamps as INTEGER
+//! UNIX milliseconds; states by their [`OrderState::as_str`] names.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior};
+
+use super::store::{
+    CallOutcome, Change, Created, HistoryEntry, ListFilter, MAX_LIST_LIMIT, OrderStore, StoreError,
+    TransitionRecord, UpstreamCall, UpstreamCallRecord,
+};
+use super::{NewOrder, Order, OrderId, OrderState};
+
+/// How long a write waits for another connection's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The schema, one step per version: step `i` takes the database from version `i` to `i + 1`.
+/// A shipped step is never edited; a change is a new step.
+const MIGRATIONS: &[&str] = &[
+    // 1: orders, their transitions and their upstream calls.
+    "CREATE TABLE orders (
+        seq                 INTEGER PRIMARY KEY,
+        id                  TEXT NOT NULL UNIQUE,
+        licence_id          TEXT NOT NULL,
+        licence_ip          TEXT,
+        tariff_id           INTEGER NOT NULL CHECK (tariff_id >= 0),
+        service_name        TEXT NOT NULL,
+        price_e4            INTEGER NOT NULL CHECK (price_e4 >= 0),
+        currency            TEXT NOT NULL CHECK (length(currency) = 3),
+        period_months       INTEGER NOT NULL CHECK (period_months > 0),
+        autoprolong         INTEGER NOT NULL CHECK (autoprolong IN (0, 1)),
+        upstream_service_id TEXT,
+        state               TEXT NOT NULL CHECK (state IN ('new', 'paid', 'placing', 'placed',
+                                'failed', 'in_doubt', 'cancelled', 'removed')),
+        attempts            INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        last_error          TEXT,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL,
+        events              INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX orders_one_new_per_licence_tariff
+        ON orders (licence_id, tariff_id) WHERE state = 'new';
+    CREATE INDEX orders_by_state ON orders (state, seq);
+    CREATE INDEX orders_by_licence ON orders (licence_id, seq);
+    CREATE TABLE order_transitions (
+        order_id    TEXT NOT NULL REFERENCES orders (id),
+        event       INTEGER NOT NULL,
+        from_state  TEXT,
+        to_state    TEXT NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        actor       TEXT NOT NULL,
+        note        TEXT,
+        error       TEXT,
+        service_id  TEXT,
+        PRIMARY KEY (order_id, event)
+    );
+    CREATE TABLE upstream_calls (
+        order_id     TEXT NOT NULL REFERENCES orders (id),
+        event        INTEGER NOT NULL,
+        at_ms        INTEGER NOT NULL,
+        func         TEXT NOT NULL,
+        params       TEXT NOT NULL,
+        http_status  INTEGER,
+        duration_ms  INTEGER NOT NULL,
+        outcome      TEXT NOT NULL CHECK (outcome IN ('succeeded', 'refused', 'not_sent',
+                         'unknown')),
+        detail       TEXT NOT NULL,
+        PRIMARY KEY (order_id, event)
+    );",
+];
+
+/// The schema version this host writes: the number of migration steps.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const ORDER_COLUMNS: &str = "id, licence_id, licence_ip, tariff_id, service_name, price_e4, \
+     currency, period_months, autoprolong, upstream_service_id, state, attempts, last_error, \
+     created_ms, updated_ms";
+
+/// Orders in a SQLite database.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directory if needed) the database at `path`, and
+    /// migrates it to [`SCHEMA_VERSION`]. A database from a newer host is refused with
+    /// [`StoreError::SchemaTooNew`].
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!(
+                "{} cannot use the WAL journal (got `{mode}`)",
+                path.display()
+            )));
+        }
+        SqliteStore::prepare(conn)
+    }
+
+    /// A private database in memory, for tests and trials. Lost when dropped.
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        SqliteStore::prepare(Connection::open_in_memory().map_err(db)?)
+    }
+
+    fn prepare(mut conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database's schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        user_version(&self.lock())
+    }
+
+    /// The connection. A panic while it was held cannot leave a transaction open (a dropped
+    /// rusqlite `Transaction` rolls back), so a poisoned lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, committed if `f` succeeds.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(value)
+    }
+
+    /// Runs `f` in a read transaction: one consistent snapshot.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(db)?;
+        let value = f(&tx)?;
+        tx.commit().map_err(db)?;
+        Ok(value)
+    }
+}
+
+fn db(e: rusqlite::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db)
+}
+
+/// Applies the missing migration steps in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // Checked before taking the write lock too, so a read-only look at a newer database fails
+    // with the clear error rather than a lock timeout.
+    let found = user_version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    // Another process may have migrated between the look and the lock.
+    let found = user_version(&tx)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < 0 {
+        return Err(StoreError::Database(format!(
+            "the order database has an impossible schema version {found}"
+        )));
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(step)
+            .map_err(|e| StoreError::Database(format!("migration {}: {e}", i + 1)))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(db)?;
+    }
+    tx.commit().map_err(db)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn bad_value(e: impl std::error::Error + Send + Sync + 'static) -> FromSqlError {
+    FromSqlError::Other(Box::new(e))
+}
+
+impl ToSql for OrderState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for OrderState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value.as_str()?.parse().map_err(bad_value)
+    }
+}
+
+impl ToSql for OrderId {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for OrderId {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        OrderId::parse(value.as_str()?).map_err(bad_value)
+    }
+}
+
+/// A stored value this host cannot read back.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unreadable(String);
+
+fn unreadable(idx: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(Unreadable(what)))
+}
+
+fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
+    let licence_ip = match row.get::<_, Option<String>>(2)? {
+        None => None,
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| unreadable(2, format!("`{ip}` is not an IP address")))?,
+        ),
+    };
+    let tariff: i64 = row.get(3)?;
+    Ok(Order {
+        id: row.get(0)?,
+        licence_id: row.get(1)?,
+        licence_ip,
+        tariff_id: u64::try_from(tariff)
+            .map_err(|_| unreadable(3, format!("negative tariff ID {tariff}")))?,
+        service_name: row.get(4)?,
+        price: super::Money {
+            amount_e4: row.get(5)?,
+            currency: row.get(6)?,
+        },
+        period_months: row.get(7)?,
+        autoprolong: row.get(8)?,
+        upstream_service_id: row.get(9)?,
+        state: row.get(10)?,
+        attempts: row.get(11)?,
+        last_error: row.get(12)?,
+        created_ms: row.get(13)?,
+        updated_ms: row.get(14)?,
+    })
+}
+
+fn event_number(idx: usize, value: i64) -> rusqlite::Result<u64> {
+    u64::try_from(value).map_err(|_| unreadable(idx, format!("negative event number {value}")))
+}
+
+fn get_order(tx: &Transaction<'_>, id: &OrderId) -> Result<Order, StoreError> {
+    tx.query_row(
+        &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
+        [id],
+        order_from_row,
+    )
+    .optional()
+    .map_err(db)?
+    .ok_or(StoreError::NotFound)
+}
+
+/// The compare-and-set itself, inside the caller's write transaction. `change` has been
+/// checked.
+fn apply_transition(
+    tx: &Transaction<'_>,
+    id: &OrderId,
+    from: OrderState,
+    to: OrderState,
+    change: &Change,
+    now: i64,
+) -> Result<Order, StoreError> {
+    let attempts = i64::from(Change::counts_attempt(from, to));
+    let updated = tx
+        .query_row(
+            &format!(
+                "UPDATE orders SET state = ?3, attempts = attempts + ?4,
+                     last_error = COALESCE(?5, last_error),
+                     upstream_service_id = COALESCE(?6, upstream_service_id),
+                     updated_ms = ?7, events = events + 1
+                 WHERE id = ?1 AND state = ?2
+                 RETURNING {ORDER_COLUMNS}, events"
+            ),
+            rusqlite::params![id, from, to, attempts, change.error, change.service_id, now],
+            |row| Ok((order_from_row(row)?, event_number(15, row.get(15)?)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((order, event)) = updated else {
+        let current: Option<OrderState> = tx
+            .query_row("SELECT state FROM orders WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        return Err(match current {
+            None => StoreError::NotFound,
+            Some(current) => StoreError::Conflict { current },
+        });
+    };
+    insert_transition(tx, id, event, Some(from), to, change, now)?;
+    Ok(order)
+}
+
+fn insert_transition(
+    tx: &Transaction<'_>,
+    id: &OrderId,
+    event: u64,
+    from: Option<OrderState>,
+    to: OrderState,
+    change: &Change,
+    now: i64,
+) -> Result<(), StoreError> {
+    let event = i64::try_from(event).map_err(|_| StoreError::Database("event overflow".into()))?;
+    tx.execute(
+        "INSERT INTO order_transitions
+             (order_id, event, from_state, to_state, at_ms, actor, note, error, service_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            id,
+            event,
+            from,
+            to,
+            now,
+            change.actor,
+            change.note,
+            change.error,
+            change.service_id
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+impl OrderStore for SqliteStore {
+    fn create_or_reuse_new(&self, new: &NewOrder) -> Result<Created, StoreError> {
+        new.validate().map_err(StoreError::Invalid)?;
+        let tariff = i64::try_from(new.tariff_id)
+            .map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))?;
+        self.write(|tx| {
+            let existing = tx
+                .query_row(
+                    &format!(
+                        "SELECT {ORDER_COLUMNS} FROM orders
+                         WHERE licence_id = ?1 AND tariff_id = ?2 AND state = 'new'"
+                    ),
+                    rusqlite::params![new.licence_id, tariff],
+                    order_from_row,
+                )
+                .optional()
+                .map_err(db)?;
+            if let Some(order) = existing {
+                return Ok(Created {
+                    order,
+                    reused: true,
+                });
+            }
+            let now = now_ms();
+            let random: Vec<u8> = tx
+                .query_row("SELECT randomblob(10)", [], |r| r.get(0))
+                .map_err(db)?;
+            let entropy: [u8; 10] = random
+                .try_into()
+                .map_err(|_| StoreError::Database("randomblob gave the wrong length".into()))?;
+            let id = OrderId::from_parts(u64::try_from(now).unwrap_or(0), entropy);
+            tx.execute(
+                "INSERT INTO orders (id, licence_id, licence_ip, tariff_id, service_name,
+                     price_e4, currency, period_months, autoprolong, state, attempts,
+                     created_ms, updated_ms, events)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'new', 0, ?10, ?10, 1)",
+                rusqlite::params![
+                    id,
+                    new.licence_id,
+                    new.licence_ip.map(|ip| ip.to_string()),
+                    tariff,
+                    new.service_name,
+                    new.price.amount_e4,
+                    new.price.currency,
+                    new.period_months,
+                    new.autoprolong,
+                    now
+                ],
+            )
+            .map_err(db)?;
+            insert_transition(
+                tx,
+                &id,
+                1,
+                None,
+                OrderState::New,
+                &Change::by("create"),
+                now,
+            )?;
+            Ok(Created {
+                order: get_order(tx, &id)?,
+                reused: false,
+            })
+        })
+    }
+
+    fn get(&self, id: &OrderId) -> Result<Order, StoreError> {
+        self.read(|tx| get_order(tx, id))
+    }
+
+    fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError> {
+        let limit = i64::from(filter.limit.min(MAX_LIST_LIMIT));
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR licence_id = ?2)
+                     ORDER BY created_ms DESC, seq DESC LIMIT ?3"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![filter.state, filter.licence_id, limit],
+                    order_from_row,
+                )
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn transition(
+        &self,
+        id: &OrderId,
+        from: OrderState,
+        to: OrderState,
+        change: Change,
+    ) -> Result<Order, StoreError> {
+        let change = change.checked(from, to)?;
+        self.write(|tx| apply_transition(tx, id, from, to, &change, now_ms()))
+    }
+
+    fn record_upstream_call(
+        &self,
+        order_id: &OrderId,
+        call: UpstreamCall,
+    ) -> Result<(), StoreError> {
+        let call = call.sanitized();
+        let params = serde_json::to_string(&call.params)
+            .map_err(|e| StoreError::Database(format!("cannot encode parameters: {e}")))?;
+        let duration = i64::try_from(call.duration_ms).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let event: Option<i64> = tx
+                .query_row(
+                    "UPDATE orders SET events = events + 1 WHERE id = ?1 RETURNING events",
+                    [order_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let event = event.ok_or(StoreError::NotFound)?;
+            tx.execute(
+                "INSERT INTO upstream_calls (order_id, event, at_ms, func, params, http_status,
+                     duration_ms, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                rusqlite::params![
+                    order_id,
+                    event,
+                    now_ms(),
+                    call.func,
+                    params,
+                    call.http_status,
+                    duration,
+                    call.outcome.as_str(),
+                    call.detail
+                ],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn history(&self, id: &OrderId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(|tx| {
+            get_order(tx, id)?;
+            let mut entries = Vec::new();
+            let mut stmt = tx
+                .prepare(
+                    "SELECT event, from_state, to_state, at_ms, actor, note, error, service_id
+                     FROM order_transitions WHERE order_id = ?1",
+                )
+                .map_err(db)?;
+            let transitions = stmt
+                .query_map([id], |r| {
+                    Ok(HistoryEntry::Transition(TransitionRecord {
+                        event: event_number(0, r.get(0)?)?,
+                        from: r.get(1)?,
+                        to: r.get(2)?,
+                        at_ms: r.get(3)?,
+                        actor: r.get(4)?,
+                        note: r.get(5)?,
+                        error: r.get(6)?,
+                        service_id: r.get(7)?,
+                    }))
+                })
+                .map_err(db)?;
+            for t in transitions {
+                entries.push(t.map_err(db)?);
+            }
+            let mut stmt = tx
+                .prepare(
+                    "SELECT event, at_ms, func, params, http_status, duration_ms, outcome, detail
+                     FROM upstream_calls WHERE order_id = ?1",
+                )
+                .map_err(db)?;
+            let calls = stmt
+                .query_map([id], |r| {
+                    let params: String = r.get(3)?;
+                    let params: Vec<(String, String)> = serde_json::from_str(&params)
+                        .map_err(|e| unreadable(3, format!("parameters: {e}")))?;
+                    let outcome: String = r.get(6)?;
+                    let outcome = CallOutcome::from_name(&outcome)
+                        .ok_or_else(|| unreadable(6, format!("unknown outcome `{outcome}`")))?;
+                    let duration: i64 = r.get(5)?;
+                    Ok(HistoryEntry::UpstreamCall(UpstreamCallRecord {
+                        event: event_number(0, r.get(0)?)?,
+                        at_ms: r.get(1)?,
+                        call: UpstreamCall {
+                            func: r.get(2)?,
+                            params,
+                            http_status: r.get(4)?,
+                            duration_ms: u64::try_from(duration).unwrap_or(0),
+                            outcome,
+                            detail: r.get(7)?,
+                        },
+                    }))
+                })
+                .map_err(db)?;
+            for c in calls {
+                entries.push(c.map_err(db)?);
+            }
+            entries.sort_by_key(HistoryEntry::event);
+            Ok(entries)
+        })
+    }
+
+    fn orders_to_resume(&self) -> Result<Vec<Order>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders
+                     WHERE state IN ('paid', 'placing') ORDER BY seq"
+                ))
+                .map_err(db)?;
+            let rows = stmt.query_map([], order_from_row).map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+    }
+
+    fn mark_interrupted_in_doubt(&self) -> Result<Vec<Order>, StoreError> {
+        let (from, to) = (OrderState::Placing, OrderState::InDoubt);
+        let change = Change::by("startup")
+            .with_error(
+                "the host stopped while placing this order; it may or may not exist upstream",
+            )
+            .checked(from, to)?;
+        self.write(|tx| {
+            let ids = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM orders WHERE state = 'placing' ORDER BY seq")
+                    .map_err(db)?;
+                let rows = stmt.query_map([], |r| r.get::<_, OrderId>(0)).map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+            };
+            let now = now_ms();
+            ids.iter()
+                .map(|id| apply_transition(tx, id, from, to, &change, now))
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+    use std::thread;
+
+    use super::*;
+    use crate::orders::store::conformance;
+    use OrderState::*;
+
+    fn memory() -> SqliteStore {
+        SqliteStore::open_in_memory().expect("in-memory store")
+    }
+
+    fn file(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("orders.db")).expect("file store")
+    }
+
+    #[test]
+    fn conformance_in_memory() {
+        conformance::create_and_reuse(&memory());
+        conformance::invalid_input_is_refused(&memory());
+        conformance::transitions_are_checked(&memory());
+        conformance::automatic_life_is_recorded(&memory());
+        conformance::retries_and_doubt_are_recorded(&memory());
+        conformance::listing_and_resuming(&memory());
+        conformance::long_texts_are_cut(&memory());
+    }
+
+    #[test]
+    fn conformance_on_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::automatic_life_is_recorded(&file(&dir));
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::listing_and_resuming(&file(&dir));
+    }
+
+    #[test]
+    fn usable_as_a_trait_object() {
+        let store: Arc<dyn OrderStore> = Arc::new(memory());
+        conformance::create_and_reuse(store.as_ref());
+    }
+
+    #[test]
+    fn racing_claims_have_exactly_one_winner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orders.db");
+        // Two connections, as two host processes would have: the race is decided by SQLite,
+        // not by our mutex.
+        let stores = [
+            Arc::new(SqliteStore::open(&path).expect("open 1")),
+            Arc::new(SqliteStore::open(&path).expect("open 2")),
+        ];
+        for round in 0..20 {
+            let order = conformance::paid(stores[0].as_ref(), &format!("L{round}"), 1);
+            let barrier = Arc::new(Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let store = Arc::clone(&stores[i % 2]);
+                    let barrier = Arc::clone(&barrier);
+                    let id = order.id.clone();
+                    thread::spawn(move || {
+                        barrier.wait();
+                        store.claim_for_placing(&id)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect();
+            let winners = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(winners, 1, "round {round}: {results:?}");
+            for r in &results {
+                if let Err(e) = r {
+                    assert_eq!(*e, StoreError::Conflict { current: Placing });
+                }
+            }
+            let stored = stores[1].get(&order.id).expect("get");
+            assert_eq!((stored.state, stored.attempts), (Placing, 1));
+            let claims = stores[1]
+                .history(&order.id)
+                .expect("history")
+                .iter()
+                .filter(|e| matches!(e, HistoryEntry::Transition(t) if t.to == Placing))
+                .count();
+            assert_eq!(claims, 1);
+        }
+    }
+
+    #[test]
+    fn racing_redirects_create_one_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orders.db");
+        let stores = [
+            Arc::new(SqliteStore::open(&path).expect("open 1")),
+            Arc::new(SqliteStore::open(&path).expect("open 2")),
+        ];
+        let barrier = Arc::new(Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let store = Arc::clone(&stores[i % 2]);
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    barrier.wait();
+                    store.create_or_reuse_new(&conformance::new_order("L1", 7))
+                })
+            })
+            .collect();
+        let results: Vec<Created> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread").expect("create"))
+            .collect();
+        assert_eq!(results.iter().filter(|c| !c.reused).count(), 1);
+        assert!(results.iter().all(|c| c.order.id == results[0].order.id));
+        assert_eq!(
+            stores[0].list(&ListFilter::default()).expect("list").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn reopening_keeps_everything_and_migrations_are_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested").join("deeper").join("orders.db");
+        let (placed, queued, history) = {
+            let store = SqliteStore::open(&path).expect("open");
+            assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+            let o = conformance::paid(&store, "L1", 1);
+            store.claim_for_placing(&o.id).expect("claim");
+            let placed = store
+                .transition(
+                    &o.id,
+                    Placing,
+                    Placed,
+                    Change::by("worker").with_service_id("42"),
+                )
+                .expect("place");
+            let queued = conformance::paid(&store, "L2", 1);
+            (placed, queued, store.history(&o.id).expect("history"))
+        };
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).expect("reopen");
+            assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+            assert_eq!(store.get(&placed.id).expect("get"), placed);
+            assert_eq!(store.history(&placed.id).expect("history"), history);
+            let resume = store.orders_to_resume().expect("resume");
+            assert_eq!(resume, std::slice::from_ref(&queued));
+            assert_eq!(store.list(&ListFilter::default()).expect("list").len(), 2);
+        }
+    }
+
+    #[test]
+    fn files_use_wal_and_foreign_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = file(&dir);
+        let conn = store.lock();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("journal_mode");
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("foreign_keys");
+        assert_eq!(fk, 1);
+        // An audit row for a missing order is refused by the database itself.
+        let orphan = conn.execute(
+            "INSERT INTO order_transitions (order_id, event, to_state, at_ms, actor)
+             VALUES ('00000000000000000000000000', 1, 'new', 0, 't')",
+            [],
+        );
+        assert!(orphan.is_err());
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orders.db");
+        drop(SqliteStore::open(&path).expect("open"));
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .expect("bump");
+        }
+        let err = SqliteStore::open(&path).expect_err("newer schema accepted");
+        assert_eq!(
+            err,
+            StoreError::SchemaTooNew {
+                found: SCHEMA_VERSION + 1,
+                supported: SCHEMA_VERSION
+            }
+        );
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn an_unopenable_path_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"not a directory").expect("write");
+        let err = SqliteStore::open(&blocker.join("orders.db")).expect_err("opened");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        // A file that is not a database.
+        let err = SqliteStore::open(&blocker).expect_err("opened");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    }
+
+    #[test]
+    fn unreadable_rows_are_errors_not_panics() {
+        let store = memory();
+        let o = conformance::paid(&store, "L1", 1);
+        store
+            .lock()
+            .execute(
+                "UPDATE orders SET licence_ip = 'not an ip' WHERE id = ?1",
+                [&o.id],
+            )
+            .expect("corrupt");
+        assert!(matches!(store.get(&o.id), Err(StoreError::Database(_))));
+        assert!(matches!(
+            store.list(&ListFilter::default()),
+            Err(StoreError::Database(_))
+        ));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let store = memory();
+        let o = conformance::paid(&store, "L1", 1);
+        // Make the audit insert fail after the state update succeeded in the same transaction.
+        store
+            .lock()
+            .execute_batch(
+                "CREATE TRIGGER no_audit BEFORE INSERT ON order_transitions
+                 BEGIN SELECT RAISE(ABORT, 'audit refused'); END;",
+            )
+            .expect("trigger");
+        let err = store.claim_for_placing(&o.id).expect_err("claimed");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        let stored = store.get(&o.id).expect("get");
+        assert_eq!((stored.state, stored.attempts), (Paid, 0));
+    }
+}
