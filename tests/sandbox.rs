@@ -388,3 +388,66 @@ mod swap {
         );
     }
 }
+
+mod answers {
+    use reseller_host::Reseller;
+    use reseller_host::bindings::pricing::{Format, Query};
+    use reseller_host::config::Config;
+
+    use super::*;
+
+    fn query(pricelist: Option<u64>) -> Query {
+        Query {
+            itemtype: "addition".to_owned(),
+            only_available: true,
+            pricelist,
+            format: Format::Xml,
+            lang: None,
+        }
+    }
+
+    #[test]
+    fn rendered_answers_are_reused_for_known_queries_only() {
+        let reseller =
+            Reseller::new(Runtime::new(), Config::embedded().expect("defaults")).expect("reseller");
+        let calls = || reseller.active().plugin().stats().calls();
+        let first = reseller.export_prices(&query(None)).expect("prices");
+        let after_first = calls();
+        for _ in 0..5 {
+            assert_eq!(
+                reseller.export_prices(&query(None)).expect("prices").body,
+                first.body
+            );
+        }
+        assert_eq!(calls(), after_first, "answered from the cache");
+        reseller.export_prices(&query(Some(55361))).expect("prices");
+        reseller.export_prices(&query(Some(55361))).expect("prices");
+        assert_eq!(
+            calls(),
+            after_first + 1,
+            "a module of the catalogue is kept too"
+        );
+        for _ in 0..3 {
+            reseller
+                .export_prices(&query(Some(424242)))
+                .expect("prices");
+        }
+        assert_eq!(
+            calls(),
+            after_first + 4,
+            "unknown IDs are not kept: they could fill the cache"
+        );
+    }
+
+    #[test]
+    fn without_the_cache_every_request_runs_the_plugin() {
+        let mut config = Config::embedded().expect("defaults");
+        config.server.answer_cache = 0;
+        let reseller = Reseller::new(Runtime::new(), config).expect("reseller");
+        let before = reseller.active().plugin().stats().calls();
+        for _ in 0..3 {
+            reseller.export_prices(&query(None)).expect("prices");
+        }
+        assert_eq!(reseller.active().plugin().stats().calls(), before + 3);
+    }
+}

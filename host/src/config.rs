@@ -112,6 +112,9 @@ pub struct Server {
     /// The longest query string (and form body) accepted, in bytes.
     #[serde(default = "default_max_query_bytes")]
     pub max_query_bytes: usize,
+    /// Price lists kept once rendered, per configuration and plugin; 0 renders every request.
+    #[serde(default = "default_answer_cache")]
+    pub answer_cache: usize,
 }
 
 impl Default for Server {
@@ -119,6 +122,7 @@ impl Default for Server {
         Server {
             listen: default_listen(),
             max_query_bytes: default_max_query_bytes(),
+            answer_cache: default_answer_cache(),
         }
     }
 }
@@ -131,6 +135,10 @@ fn default_max_query_bytes() -> usize {
     4096
 }
 
+fn default_answer_cache() -> usize {
+    256
+}
+
 /// `[plugin]`
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +147,10 @@ pub struct PluginConfig {
     pub path: Option<PathBuf>,
     /// The SHA-256 the file must have (hex); a mismatch refuses to load it.
     pub sha256: Option<String>,
+    /// Instantiate from a pool of pre-reserved slots (faster; reserves address space for
+    /// `limits.concurrent_calls` instances).
+    #[serde(default = "yes")]
+    pub pooling: bool,
     /// Cache compiled code on disk, so that a restart does not recompile.
     #[serde(default = "yes")]
     pub cache: bool,
@@ -154,6 +166,7 @@ impl Default for PluginConfig {
         PluginConfig {
             path: None,
             sha256: None,
+            pooling: true,
             cache: true,
             cache_dir: None,
             limits: Limits::default(),

@@ -32,7 +32,16 @@ pub async fn serve(
     reseller: Arc<Reseller>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(reseller))
+    serve_router(listener, router(reseller), shutdown).await
+}
+
+/// Serves any `router` on `listener` until `shutdown` completes.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -126,13 +135,13 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
     }
 }
 
-fn answer_error(e: &BillmgrError, format: Format) -> Response {
+pub(crate) fn answer_error(e: &BillmgrError, format: Format) -> Response {
     let (content_type, body) = e.render(format);
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     document(status, content_type, body)
 }
 
-fn document(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+pub(crate) fn document(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
     let content_type = HeaderValue::from_str(content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     let nosniff = HeaderValue::from_static("nosniff");

@@ -1,5 +1,7 @@
 //! The ispmanager-reseller host.
 pub mod api;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod billmgr;
 pub mod bindings;
 pub mod capabilities;

@@ -38,6 +38,11 @@ enum Command {
         /// (default 127.0.0.1:8080). Port 0 picks a free port; the log says which.
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
+        /// Benchmarks only: answer through the plugin, its logic compiled natively, or
+        /// constant bytes.
+        #[cfg(feature = "bench")]
+        #[arg(long, value_enum, default_value_t = reseller_host::bench::Handler::Plugin)]
+        handler: reseller_host::bench::Handler,
     },
     /// Print the price list the server would answer, to stdout.
     Pricelist {
@@ -104,9 +109,14 @@ fn main() -> ExitCode {
 }
 
 fn runtime(config: &Config) -> Runtime {
-    match config.plugin.cache_dir(&config.source) {
+    let runtime = match config.plugin.cache_dir(&config.source) {
         Some(dir) => Runtime::with_cache(dir),
         None => Runtime::new(),
+    };
+    if config.plugin.pooling {
+        runtime
+    } else {
+        runtime.without_pooling()
     }
 }
 
@@ -117,7 +127,12 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Reseller> {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => {
+        Command::Serve {
+            config,
+            listen,
+            #[cfg(feature = "bench")]
+            handler,
+        } => {
             let reseller = Arc::new(load(config)?);
             let active = reseller.active();
             tracing::info!(
@@ -135,7 +150,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 reload_on_hangup(reseller.clone());
-                http::serve(listener, reseller, shutdown_signal())
+                #[cfg(feature = "bench")]
+                let app = reseller_host::bench::router(reseller, handler);
+                #[cfg(not(feature = "bench"))]
+                let app = http::router(reseller);
+                http::serve_router(listener, app, shutdown_signal())
                     .await
                     .context("the server failed")
             })

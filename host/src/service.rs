@@ -6,11 +6,13 @@
 //! atomically; calls in flight finish on the one they started with, and a reload that fails
 //! leaves the old one serving.
 
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 
+use crate::bindings::catalogue::Snapshot;
 use crate::bindings::{self, pricing, types};
 use crate::capabilities::Grants;
 use crate::capabilities::upstream::http::HttpUpstream;
@@ -37,6 +39,63 @@ pub struct Active {
     config: Config,
     plugin: LoadedPlugin,
     grants: Grants,
+    answers: AnswerCache,
+}
+
+/// What identifies a price export's answer, given the catalogue and plugin in force.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct AnswerKey {
+    itemtype: String,
+    only_available: bool,
+    pricelist: Option<u64>,
+    json: bool,
+    lang: Option<String>,
+}
+
+/// Price lists already rendered by the plugin in force.
+///
+/// Sound because a plugin's price export is a function of the catalogue, the settings and the
+/// query alone: it has no clock, no randomness, no upstream and no state that outlives a call.
+/// Bounded twice: only queries for the whole list or a module of the catalogue are kept, and
+/// at most `capacity` of them (once full, new answers are computed but not kept).
+struct AnswerCache {
+    capacity: usize,
+    tariffs: HashSet<u64>,
+    answers: RwLock<HashMap<AnswerKey, pricing::Document>>,
+}
+
+impl AnswerCache {
+    fn new(capacity: usize, snapshot: &Snapshot) -> Self {
+        AnswerCache {
+            capacity,
+            tariffs: snapshot.offers.iter().map(|o| o.tariff_id).collect(),
+            answers: RwLock::default(),
+        }
+    }
+
+    fn key(&self, q: &pricing::Query) -> Option<AnswerKey> {
+        let known = q.pricelist.is_none_or(|id| self.tariffs.contains(&id));
+        let short = q.itemtype.len() <= 32 && q.lang.as_ref().is_none_or(|l| l.len() <= 8);
+        (self.capacity > 0 && known && short).then(|| AnswerKey {
+            itemtype: q.itemtype.clone(),
+            only_available: q.only_available,
+            pricelist: q.pricelist,
+            json: matches!(q.format, pricing::Format::Json),
+            lang: q.lang.clone(),
+        })
+    }
+
+    fn get(&self, key: &AnswerKey) -> Option<pricing::Document> {
+        self.answers.read().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: AnswerKey, doc: &pricing::Document) {
+        if let Ok(mut answers) = self.answers.write()
+            && answers.len() < self.capacity
+        {
+            answers.insert(key, doc.clone());
+        }
+    }
 }
 
 impl Active {
@@ -54,10 +113,12 @@ impl Active {
                 client,
             )),
         };
+        let answers = AnswerCache::new(config.server.answer_cache, &grants.catalogue);
         let active = Active {
             config,
             plugin,
             grants,
+            answers,
         };
         active.check()?;
         Ok(active)
@@ -111,9 +172,18 @@ impl Active {
     /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
-        self.plugin
+        let key = self.answers.key(query);
+        if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k)) {
+            return Ok(doc);
+        }
+        let doc = self
+            .plugin
             .export_prices(&self.grants, query)?
-            .map_err(ExportError::Pricing)
+            .map_err(ExportError::Pricing)?;
+        if let Some(key) = key {
+            self.answers.put(key, &doc);
+        }
+        Ok(doc)
     }
 }
 

@@ -123,7 +123,8 @@ impl CallState {
         &self.limiter
     }
 
-    pub(crate) fn limiter_mut(&mut self) -> &mut Limiter {
+    /// The memory limiter, to install with `Store::limiter`.
+    pub fn limiter_mut(&mut self) -> &mut Limiter {
         &mut self.limiter
     }
 }

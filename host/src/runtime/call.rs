@@ -1,6 +1,7 @@
 //! One call: a fresh `Store` with its limits, a fresh instance, what it used, and the fault if
 //! it failed.
 
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
@@ -43,6 +44,45 @@ impl Fault {
     /// Whether the plugin, rather than the host, is to blame.
     pub fn is_guest(&self) -> bool {
         !matches!(self, Fault::Host(_))
+    }
+}
+
+/// Bounds the calls of one plugin in flight: past the bound, callers wait for a call to end.
+/// With pooling, each call in flight holds one pre-reserved instance slot.
+pub(super) struct CallSlots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// One call's slot, given back when dropped.
+pub(super) struct Slot<'a>(&'a CallSlots);
+
+impl CallSlots {
+    pub(super) fn new(slots: u32) -> Self {
+        CallSlots {
+            free: Mutex::new(slots),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    pub(super) fn acquire(&self) -> Slot<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
     }
 }
 
@@ -108,6 +148,23 @@ fn fault(e: &wasmtime::Error, state: &CallState, limits: &Limits) -> Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_bound_calls_in_flight() {
+        let slots = std::sync::Arc::new(CallSlots::new(2));
+        let a = slots.acquire();
+        let _b = slots.acquire();
+        let waiter = {
+            let slots = slots.clone();
+            std::thread::spawn(move || drop(slots.acquire()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "a third call waits");
+        drop(a);
+        waiter
+            .join()
+            .expect("the third call ran once a slot was free");
+    }
 
     #[test]
     fn ticks_round_up() {

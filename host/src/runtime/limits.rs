@@ -34,6 +34,8 @@ pub struct Limits {
     pub upstream_calls: u32,
     /// Total time upstream calls of one hook may take, in milliseconds.
     pub upstream_time_ms: u64,
+    /// Calls of the plugin that may run at once; more wait their turn.
+    pub concurrent_calls: u32,
 }
 
 impl Default for Limits {
@@ -48,6 +50,7 @@ impl Default for Limits {
             answer_bytes: 1 << 20,
             upstream_calls: 4,
             upstream_time_ms: 60_000,
+            concurrent_calls: 32,
         }
     }
 }
@@ -81,6 +84,9 @@ impl Limits {
         zero("deadline_ms", self.deadline_ms)?;
         zero("hostcalls", u64::from(self.hostcalls))?;
         zero("upstream_time_ms", self.upstream_time_ms)?;
+        if !(1..=1024).contains(&self.concurrent_calls) {
+            return Err(("concurrent_calls", "must be between 1 and 1024".to_owned()));
+        }
         if self.memory_bytes < 1 << 20 {
             return Err((
                 "memory_bytes",

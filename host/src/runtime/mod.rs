@@ -18,7 +18,14 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, EngineWeak};
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Core instances one plugin component may create (its module and the shims around it).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Linear memories one plugin component may have.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables one plugin component may have.
+const TABLES_PER_COMPONENT: u32 = 8;
 
 /// How often the epoch ticker advances every engine: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -26,9 +33,16 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The process-wide side of running plugins. Each loaded plugin gets an engine configured from
 /// its limits (the wasm stack is an engine setting); one thread per process advances the epoch
 /// of every live engine, for as long as the process runs.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Runtime {
     cache: Option<CodeCache>,
+    pooling: bool,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
 }
 
 /// The engines the ticker advances, held weakly: an engine lives as long as its plugin.
@@ -46,15 +60,28 @@ fn ticked_engines() -> &'static Mutex<Vec<EngineWeak>> {
 }
 
 impl Runtime {
-    /// A runtime without a compiled-code cache.
+    /// A runtime without a compiled-code cache, with pooled instances.
     pub fn new() -> Self {
-        Runtime { cache: None }
+        Runtime {
+            cache: None,
+            pooling: true,
+        }
+    }
+
+    /// The same, allocating each instance's memory on demand instead of from a pool of
+    /// pre-reserved slots (slower to instantiate; for comparison).
+    pub fn without_pooling(self) -> Self {
+        Runtime {
+            pooling: false,
+            ..self
+        }
     }
 
     /// The same, caching compiled code in `dir`.
     pub fn with_cache(dir: PathBuf) -> Self {
         Runtime {
             cache: Some(CodeCache::new(dir)),
+            pooling: true,
         }
     }
 
@@ -72,6 +99,21 @@ impl Runtime {
             .consume_fuel(true)
             .epoch_interruption(true)
             .max_wasm_stack(limits.stack_bytes);
+        if self.pooling {
+            // One slot per call in flight (the plugin never runs more at once), sized to the
+            // limits, so that the pool reserves only what those calls can use.
+            let slots = limits.concurrent_calls;
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+                .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+                .max_memories_per_component(MEMORIES_PER_COMPONENT)
+                .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+                .max_tables_per_component(TABLES_PER_COMPONENT)
+                .max_memory_size(limits.memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
         if let Ok(mut engines) = ticked_engines().lock() {

@@ -9,7 +9,7 @@ use wasmtime::component::{Component, Linker};
 
 use super::Runtime;
 use super::cache::CacheOutcome;
-use super::call::{self, Fault, Usage};
+use super::call::{self, CallSlots, Fault, Usage};
 use super::limits::{Limit, LimitHit, Limits};
 use crate::bindings::{self, PACKAGE_NAME, Plugin, PluginPre, orders, pricing, types};
 use crate::capabilities::{self, CallState, Grants, Hook};
@@ -135,6 +135,7 @@ pub struct LoadedPlugin {
     limits: Limits,
     cache: Option<CacheOutcome>,
     stats: PluginStats,
+    slots: CallSlots,
 }
 
 /// The SHA-256 of `bytes`, in lower-case hex.
@@ -206,6 +207,7 @@ impl LoadedPlugin {
             pre,
             imports,
             exports,
+            slots: CallSlots::new(limits.concurrent_calls),
             limits,
             cache,
             stats: PluginStats::default(),
@@ -319,6 +321,19 @@ impl LoadedPlugin {
         .0
     }
 
+    /// Instantiates the plugin in a fresh store and drops it, calling nothing: the fixed cost
+    /// every call pays. For health checks and benchmarks.
+    pub fn instantiate_only(&self, grants: &Grants) -> (Result<(), Fault>, Usage) {
+        let _slot = self.slots.acquire();
+        call::run(
+            &self.pre,
+            grants,
+            &self.limits,
+            Hook::Pricing,
+            |_, _| Ok(()),
+        )
+    }
+
     /// Runs any hook, and says what it used.
     pub fn invoke(&self, grants: &Grants, hook: &HookCall) -> (Result<HookResult, Fault>, Usage) {
         let orders =
@@ -394,7 +409,9 @@ impl LoadedPlugin {
         hook: Hook,
         f: impl FnOnce(&Plugin, &mut wasmtime::Store<CallState>) -> wasmtime::Result<R>,
     ) -> (Result<R, Fault>, Usage) {
+        let slot = self.slots.acquire();
         let (result, usage) = call::run(&self.pre, grants, &self.limits, hook, f);
+        drop(slot);
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         if let Err(fault) = &result {
             self.stats.faults.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,125 @@
+//! Benchmark-only servers (feature `bench`): the same HTTP stack answering `pricelist.export`
+//! with the built-in plugin's logic compiled natively, or with constant bytes, so that the
+//! plugin path can be measured against both. Never part of a production build.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use reseller_plugin::PricingPolicy;
+use reseller_plugin::model::{self, Offer};
+use reseller_plugin::policy::Markup;
+
+use crate::billmgr::{BillmgrError, Params};
+use crate::bindings::{self, pricing};
+use crate::config::Config;
+use crate::http::{answer_error, document};
+use crate::service::Reseller;
+
+/// Which server to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Handler {
+    /// The real one: the plugin in its sandbox.
+    Plugin,
+    /// The built-in plugin's logic compiled natively, on the same blocking threads.
+    Native,
+    /// The panel's answer as constant bytes: the ceiling of the HTTP stack.
+    Constant,
+}
+
+/// The catalogue and settings the native logic prices.
+struct Native {
+    offers: Vec<Offer>,
+    settings: String,
+}
+
+/// The router for `handler`.
+pub fn router(reseller: Arc<Reseller>, handler: Handler) -> Router {
+    let config = reseller.active().config().clone();
+    match handler {
+        Handler::Plugin => crate::http::router(reseller),
+        Handler::Native => Router::new()
+            .route("/billmgr", get(native))
+            .with_state(Arc::new(native_catalogue(&config))),
+        Handler::Constant => {
+            let query = pricing::Query {
+                itemtype: "addition".to_owned(),
+                only_available: true,
+                pricelist: None,
+                format: pricing::Format::Xml,
+                lang: None,
+            };
+            let doc = reseller
+                .export_prices(&query)
+                .map(|d| d.body)
+                .unwrap_or_default();
+            let body = Arc::new(doc);
+            Router::new().route(
+                "/billmgr",
+                get(move || {
+                    let body = body.clone();
+                    async move { document(StatusCode::OK, crate::billmgr::XML, body.to_vec()) }
+                }),
+            )
+        }
+    }
+}
+
+fn native_catalogue(config: &Config) -> Native {
+    let snapshot = bindings::snapshot(config, 1);
+    let offers = snapshot
+        .offers
+        .into_iter()
+        .map(|o| Offer {
+            tariff_id: o.tariff_id,
+            intname: o.intname,
+            additionintname: o.additionintname,
+            name: o.name,
+            upstream_costs: o
+                .upstream_costs
+                .into_iter()
+                .map(|c| model::PeriodCost {
+                    months: c.months,
+                    cost: model::Money {
+                        units: c.cost.units,
+                        currency: c.cost.currency,
+                    },
+                })
+                .collect(),
+            orderable: o.orderable,
+        })
+        .collect();
+    Native {
+        offers,
+        settings: snapshot.settings,
+    }
+}
+
+async fn native(State(native): State<Arc<Native>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let params = Params::parse(&[query.as_bytes()]);
+    let q = match params.price_query() {
+        Ok(q) => q,
+        Err(e) => return answer_error(&e, pricing::Format::Xml),
+    };
+    let q = model::Query {
+        itemtype: q.itemtype,
+        only_available: q.only_available,
+        pricelist: q.pricelist,
+        format: match q.format {
+            pricing::Format::Xml => model::Format::Xml,
+            pricing::Format::Json => model::Format::Json,
+        },
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        Markup::export_prices(&native.offers, &native.settings, &q)
+    })
+    .await;
+    match answer {
+        Ok(Ok(doc)) => document(StatusCode::OK, doc.content_type, doc.body),
+        _ => answer_error(&BillmgrError::internal(), pricing::Format::Xml),
+    }
+}
