@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# HTTP load on loopback against three servers built from the same binary: the plugin path,
-# the same logic compiled natively, and constant bytes (the HTTP stack's ceiling). Reports
-# requests per second, p50 and p99 latency, peak memory, and the ratios.
+# HTTP load on loopback against four servers built from the same binary: the plugin path with
+# its rendered-answer cache and without it, the same logic compiled natively, and constant
+# bytes (the HTTP stack's ceiling). Reports requests per second, p50 and p99 latency, peak
+# memory, and the ratios.
 #
 #   bash bench/http.sh            # 64 connections, 20 s each (needs wrk: apt-get install wrk)
 #   DURATION=5s CONNECTIONS=16 bash bench/http.sh
@@ -25,14 +26,18 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 bash bench/catalogue.sh 50 > "$work/catalogue.toml"
 printf '\n[plugin]\ncache_dir = "%s/cache"\n' "$work" >> "$work/catalogue.toml"
+sed 's/^listen = .*/&\nanswer_cache = 0/' "$work/catalogue.toml" > "$work/uncached.toml"
 query='/billmgr?func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml'
 
 kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$2/status"; }
 ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.3f", v }'; }
 
 declare -A rps p50 p99 mem
-for handler in plugin native constant; do
-  RUST_LOG=warn,reseller_host::http=info "$bin" serve --config "$work/catalogue.toml" --handler "$handler" \
+servers="plugin uncached native constant"
+for handler in $servers; do
+  config="$work/catalogue.toml"; mode=$handler
+  if [ "$handler" = uncached ]; then config="$work/uncached.toml"; mode=plugin; fi
+  RUST_LOG=warn,reseller_host::http=info "$bin" serve --config "$config" --handler "$mode" \
     2> "$work/$handler.log" &
   pid=$!
   for _ in $(seq 100); do grep -q 'listening on' "$work/$handler.log" && break; sleep 0.05; done
@@ -50,19 +55,24 @@ for handler in plugin native constant; do
   p99[$handler]=$(awk '$1 == "99%" { print $2 }' "$work/$handler.wrk" | ms)
   mem[$handler]="$idle $peak"
 done
-cmp -s "$work/plugin.xml" "$work/native.xml" || { echo "plugin and native answers differ" >&2; exit 1; }
-cmp -s "$work/plugin.xml" "$work/constant.xml" || { echo "plugin and constant answers differ" >&2; exit 1; }
+for h in uncached native constant; do
+  cmp -s "$work/plugin.xml" "$work/$h.xml" || { echo "plugin and $h answers differ" >&2; exit 1; }
+done
 
 echo "HTTP, $CONNECTIONS connections, $DURATION, $(nproc) cores, 50-module price list ($(wc -c < "$work/plugin.xml") bytes)"
 printf '%-9s %10s %9s %9s %10s %10s\n' server req/s p50_ms p99_ms idle_KiB peak_KiB
-for h in plugin native constant; do
+for h in $servers; do
   read -r idle peak <<< "${mem[$h]}"
   printf '%-9s %10s %9s %9s %10s %10s\n' "$h" "${rps[$h]}" "${p50[$h]}" "${p99[$h]}" "$idle" "$peak"
 done
-awk -v pr="${rps[plugin]}" -v nr="${rps[native]}" -v cr="${rps[constant]}" \
-    -v p9="${p99[plugin]}" -v n9="${p99[native]}" -v c9="${p99[constant]}" \
-    'BEGIN { printf "plugin/native: throughput %.2fx (target >= 0.8), p99 %.2fx (target <= 1.5)\n", pr/nr, p9/n9;
-             printf "plugin/constant: throughput %.2fx, p99 %.2fx\n", pr/cr, p9/c9 }'
-read -r idle peak <<< "${mem[plugin]}"
+ratio() { # $1 $2: servers
+  awk -v a="${rps[$1]}" -v b="${rps[$2]}" -v a9="${p99[$1]}" -v b9="${p99[$2]}" -v n1="$1" -v n2="$2" \
+    'BEGIN { printf "%s/%s: throughput %.2fx (target >= 0.8), p99 %.2fx (target <= 1.5)\n", n1, n2, a/b, a9/b9 }'
+}
+ratio plugin native
+ratio uncached native
+ratio plugin constant
+ratio uncached constant
+read -r idle peak <<< "${mem[uncached]}"
 awk -v i="$idle" -v p="$peak" -v c="$CONNECTIONS" \
-    'BEGIN { printf "plugin memory: %.0f KiB above idle at %d in flight = %.2f MiB per in-flight call (target <= 2)\n", p-i, c, (p-i)/c/1024 }'
+    'BEGIN { printf "uncached plugin memory: %.0f KiB above idle at %d in flight = %.2f MiB per in-flight call (target <= 2)\n", p-i, c, (p-i)/c/1024 }'

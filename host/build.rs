@@ -22,6 +22,7 @@ const BUILDS: &[(&str, &[Guest])] = &[
             ("reseller-plugin", "RESELLER_PLUGIN_WASM"),
             ("hostile-guest", "RESELLER_HOSTILE_WASM"),
             ("incompatible-guest", "RESELLER_INCOMPATIBLE_WASM"),
+            ("newer-minor-guest", "RESELLER_NEWER_MINOR_WASM"),
         ],
     ),
     ("guest-charm", &[("reseller-charm", "RESELLER_CHARM_WASM")]),

@@ -274,6 +274,30 @@ fn a_component_of_an_incompatible_contract_version_is_refused_naming_both() {
 }
 
 #[test]
+fn a_component_of_a_later_compatible_version_is_served() {
+    let plugin = LoadedPlugin::load(
+        &Runtime::new(),
+        "newer",
+        include_bytes!(env!("RESELLER_NEWER_MINOR_WASM")),
+        Limits::default(),
+    )
+    .expect("a 0.1.1 plugin loads in a 0.1.0 host");
+    assert!(
+        plugin
+            .exports()
+            .iter()
+            .any(|e| e == "billing:reseller/pricing@0.1.1"),
+        "{:?}",
+        plugin.exports()
+    );
+    let doc = plugin
+        .export_prices(&grants("", Arc::default()), &query())
+        .expect("no fault")
+        .expect("a document");
+    assert_eq!(doc.body, b"<doc><!-- 0.1.1 plugin:  --></doc>");
+}
+
+#[test]
 fn price_requests_are_answered_while_hostile_guests_spin() {
     let runtime = Runtime::new();
     let config = Config::parse(

@@ -157,6 +157,30 @@ fn price_export(c: &mut Criterion) {
             )
         })
     });
+    let unpooled = LoadedPlugin::load(
+        &Runtime::new().without_pooling(),
+        "builtin",
+        BUILTIN_PLUGIN,
+        limits.clone(),
+    )
+    .expect("loads");
+    group.bench_function("plugin_instance_pre_without_pooling", |b| {
+        b.iter(|| {
+            black_box(
+                unpooled
+                    .export_prices(&grants, &q)
+                    .expect("no fault")
+                    .expect("prices")
+                    .body
+                    .len(),
+            )
+        })
+    });
+    // What the server runs: the plugin behind the rendered-answer cache (all hits here).
+    let reseller = reseller_host::Reseller::new(Runtime::new(), config.clone()).expect("reseller");
+    group.bench_function("server_path_answer_cache", |b| {
+        b.iter(|| black_box(reseller.export_prices(&q).expect("prices").body.len()))
+    });
     let native_query = model::Query {
         itemtype: "addition".to_owned(),
         only_available: true,

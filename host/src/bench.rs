@@ -30,10 +30,11 @@ pub enum Handler {
     Constant,
 }
 
-/// The catalogue and settings the native logic prices.
+/// The catalogue and settings the native logic prices, and the server whose turns it takes.
 struct Native {
     offers: Vec<Offer>,
     settings: String,
+    reseller: Arc<Reseller>,
 }
 
 /// The router for `handler`.
@@ -41,9 +42,12 @@ pub fn router(reseller: Arc<Reseller>, handler: Handler) -> Router {
     let config = reseller.active().config().clone();
     match handler {
         Handler::Plugin => crate::http::router(reseller),
-        Handler::Native => Router::new()
-            .route("/billmgr", get(native))
-            .with_state(Arc::new(native_catalogue(&config))),
+        Handler::Native => {
+            let native = native_catalogue(&config, reseller);
+            Router::new()
+                .route("/billmgr", get(native_export))
+                .with_state(Arc::new(native))
+        }
         Handler::Constant => {
             let query = pricing::Query {
                 itemtype: "addition".to_owned(),
@@ -68,7 +72,7 @@ pub fn router(reseller: Arc<Reseller>, handler: Handler) -> Router {
     }
 }
 
-fn native_catalogue(config: &Config) -> Native {
+fn native_catalogue(config: &Config, reseller: Arc<Reseller>) -> Native {
     let snapshot = bindings::snapshot(config, 1);
     let offers = snapshot
         .offers
@@ -95,10 +99,13 @@ fn native_catalogue(config: &Config) -> Native {
     Native {
         offers,
         settings: snapshot.settings,
+        reseller,
     }
 }
 
-async fn native(State(native): State<Arc<Native>>, RawQuery(query): RawQuery) -> Response {
+/// Like the plugin path: the query parsed the same way, one price list rendered per core at
+/// once, on a blocking thread; only the sandbox is missing.
+async fn native_export(State(native): State<Arc<Native>>, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     let params = Params::parse(&[query.as_bytes()]);
     let q = match params.price_query() {
@@ -114,6 +121,8 @@ async fn native(State(native): State<Arc<Native>>, RawQuery(query): RawQuery) ->
             pricing::Format::Json => model::Format::Json,
         },
     };
+    let server = native.reseller.clone();
+    let _turn = server.pricing_turn().await;
     let answer = tokio::task::spawn_blocking(move || {
         Markup::export_prices(&native.offers, &native.settings, &q)
     })

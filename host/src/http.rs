@@ -105,12 +105,19 @@ async fn dispatch(reseller: Arc<Reseller>, params: &Params) -> Result<Response, 
 async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Response, BillmgrError> {
     let query = params.price_query()?;
     let format = query.format;
-    let answer = tokio::task::spawn_blocking(move || reseller.export_prices(&query))
-        .await
-        .map_err(|e| {
-            tracing::error!("the price export task failed: {e}");
-            BillmgrError::internal()
-        })?;
+    let active = reseller.active();
+    let answer = match active.cached_answer(&query) {
+        Some(doc) => Ok(doc),
+        None => {
+            let _turn = reseller.pricing_turn().await;
+            tokio::task::spawn_blocking(move || active.export_prices(&query))
+                .await
+                .map_err(|e| {
+                    tracing::error!("the price export task failed: {e}");
+                    BillmgrError::internal()
+                })?
+        }
+    };
     match answer {
         // A plugin may not choose what a browser would make of the partner's page.
         Ok(doc) if !BillmgrError::content_type_of(format, &doc.content_type) => {

@@ -172,18 +172,24 @@ impl Active {
     /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
-        let key = self.answers.key(query);
-        if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k)) {
+        if let Some(doc) = self.cached_answer(query) {
             return Ok(doc);
         }
         let doc = self
             .plugin
             .export_prices(&self.grants, query)?
             .map_err(ExportError::Pricing)?;
-        if let Some(key) = key {
+        if let Some(key) = self.answers.key(query) {
             self.answers.put(key, &doc);
         }
         Ok(doc)
+    }
+
+    /// The answer to `query` if it was rendered before: never blocks, never runs the plugin.
+    pub fn cached_answer(&self, query: &pricing::Query) -> Option<pricing::Document> {
+        self.answers
+            .key(query)
+            .and_then(|key| self.answers.get(&key))
     }
 }
 
@@ -192,22 +198,33 @@ pub struct Reseller {
     runtime: Runtime,
     active: ArcSwap<Active>,
     reloading: Mutex<()>,
+    pricing: tokio::sync::Semaphore,
 }
 
 impl Reseller {
     /// Loads and checks `config`.
     pub fn new(runtime: Runtime, config: Config) -> Result<Reseller, ConfigError> {
         let active = Active::load(&runtime, config)?;
+        // Rendering a price list is pure CPU: more at once than there are cores only adds
+        // switching and memory, so requests past that wait their turn without a thread.
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Ok(Reseller {
             runtime,
             active: ArcSwap::from_pointee(active),
             reloading: Mutex::new(()),
+            pricing: tokio::sync::Semaphore::new(cores),
         })
     }
 
     /// What serves now. Hold the returned value for the length of one request.
     pub fn active(&self) -> Arc<Active> {
         self.active.load_full()
+    }
+
+    /// Waits for a turn to render a price list (one per core), for async callers that then
+    /// render on a blocking thread.
+    pub async fn pricing_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.pricing.acquire().await.ok()
     }
 
     /// Answers a `pricelist.export` query with what serves now (see [`Active::export_prices`]).

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
@@ -317,38 +317,63 @@ impl Settings {
                 12 => f.year,
                 _ => None,
             });
-        let price = match fixed {
-            Some(Amount(price)) => price,
-            None => self.marked_up(upstream.cost.units, currency, &offer.intname)?,
-        };
-        money(price, currency, &offer.intname).map(Some)
+        match fixed {
+            Some(Amount(price)) => money(price, currency, &offer.intname).map(Some),
+            None => {
+                let units = self.marked_up(upstream.cost.units, currency, &offer.intname)?;
+                Ok(Some(Money {
+                    units,
+                    currency: currency.clone(),
+                }))
+            }
+        }
     }
 
+    /// The upstream cost marked up and rounded to the step, in ten-thousandths. Exact integer
+    /// arithmetic: the price is `cost × (100 + markup) / 100` rounded to a multiple of the
+    /// step, computed as one fraction so that nothing is rounded twice.
     fn marked_up(
         &self,
         cost_units: i64,
         currency: &str,
         intname: &str,
-    ) -> Result<Decimal, PricingError> {
+    ) -> Result<i64, PricingError> {
         let local = self.currency.get(currency);
-        let markup = local
+        let Percent(markup) = local
             .and_then(|c| c.markup_percent)
             .unwrap_or(self.markup_percent);
         let Step(step) = local
             .and_then(|c| c.rounding_step)
             .unwrap_or(self.rounding_step);
         let rounding = local.and_then(|c| c.rounding).unwrap_or(self.rounding);
-        let raw = markup.apply(cost_units, intname)?;
-        let strategy = match rounding {
-            Rounding::Up => RoundingStrategy::ToPositiveInfinity,
-            Rounding::Nearest => RoundingStrategy::MidpointAwayFromZero,
-            Rounding::Down => RoundingStrategy::ToNegativeInfinity,
+        let too_large = || overflow(intname, Decimal::new(cost_units, MAX_SCALE));
+        // Both have at most four decimals (checked when read), so scaled by 10^4 they are exact.
+        let scaled = |d: Decimal| {
+            d.checked_mul(Decimal::from(UNITS_PER_ONE))
+                .and_then(|v| i128::try_from(v.trunc()).ok())
         };
-        raw.checked_div(step)
-            .map(|steps| steps.round_dp_with_strategy(0, strategy))
-            .and_then(|steps| steps.checked_mul(step))
-            .map(|v| v.round_dp_with_strategy(MAX_SCALE, strategy))
-            .ok_or_else(|| overflow(intname, raw))
+        let factor = Decimal::ONE_HUNDRED
+            .checked_add(markup)
+            .and_then(scaled)
+            .ok_or_else(too_large)?; // percent × 10^4
+        let step = scaled(step).ok_or_else(too_large)?; // units
+        // price_units = cost_units × factor / (100 × 10^4), rounded to a multiple of `step`.
+        let numerator = i128::from(cost_units)
+            .checked_mul(factor)
+            .ok_or_else(too_large)?;
+        let denominator = step
+            .checked_mul(100 * i128::from(UNITS_PER_ONE))
+            .ok_or_else(too_large)?;
+        let (whole, rest) = (numerator / denominator, numerator % denominator);
+        let steps = match rounding {
+            Rounding::Down => whole,
+            Rounding::Up => whole + i128::from(rest > 0),
+            Rounding::Nearest => whole + i128::from(rest.saturating_mul(2) >= denominator),
+        };
+        steps
+            .checked_mul(step)
+            .and_then(|units| i64::try_from(units).ok())
+            .ok_or_else(too_large)
     }
 }
 
@@ -462,6 +487,13 @@ mod tests {
 
     #[test]
     fn large_values_overflow_as_an_error_not_a_panic() {
+        let s = Settings::from_json(r#"{"markup_percent": "79228162514264337593543950000"}"#)
+            .expect("settings");
+        let o = offer("a", &[(1, 1, "EUR")]);
+        assert!(
+            matches!(s.price(&o, 1), Err(PricingError::Overflow(_))),
+            "the factor itself overflows"
+        );
         let s = Settings::from_json(r#"{"markup_percent": "1000000"}"#).expect("settings");
         let o = offer("a", &[(1, i64::MAX, "EUR")]);
         assert!(matches!(s.price(&o, 1), Err(PricingError::Overflow(_))));
