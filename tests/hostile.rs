@@ -71,6 +71,21 @@ fn query() -> Query {
     }
 }
 
+fn order() -> Order {
+    Order {
+        id: "o".to_owned(),
+        licence_id: "1".to_owned(),
+        licence_ip: None,
+        tariff_id: 1,
+        period: 1,
+        autoprolong: false,
+        price: Money {
+            units: 1,
+            currency: "EUR".to_owned(),
+        },
+    }
+}
+
 fn export_fault(plugin: &LoadedPlugin, mode: &str) -> Fault {
     match plugin.export_prices(&grants(mode, Arc::default()), &query()) {
         Err(fault) => fault,
@@ -171,18 +186,7 @@ fn forbidden_upstream_requests_never_leave_the_host() {
         other => panic!("{other:?}"),
     }
     // From an order hook, the policy's refusals.
-    let order = Order {
-        id: "o".to_owned(),
-        licence_id: "1".to_owned(),
-        licence_ip: None,
-        tariff_id: 1,
-        period: 1,
-        autoprolong: false,
-        price: Money {
-            units: 1,
-            currency: "EUR".to_owned(),
-        },
-    };
+    let order = order();
     match plugin
         .place(&grants("upstream", recorder.clone()), &order)
         .expect("no fault")
@@ -217,18 +221,7 @@ fn an_order_hook_that_keeps_calling_upstream_is_stopped_at_its_limit() {
         ..Limits::default()
     });
     let recorder = Arc::new(Recorder::default());
-    let order = Order {
-        id: "o".to_owned(),
-        licence_id: "1".to_owned(),
-        licence_ip: None,
-        tariff_id: 1,
-        period: 1,
-        autoprolong: false,
-        price: Money {
-            units: 1,
-            currency: "EUR".to_owned(),
-        },
-    };
+    let order = order();
     let fault = plugin
         .place(&grants("", recorder.clone()), &order)
         .expect_err("stopped");

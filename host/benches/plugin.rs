@@ -18,7 +18,7 @@ use reseller_host::runtime::limits::Limiter;
 use reseller_host::runtime::{Limits, LoadedPlugin, Runtime};
 use reseller_host::service::BUILTIN_PLUGIN;
 use reseller_plugin::PricingPolicy;
-use reseller_plugin::model::{self, Offer};
+use reseller_plugin::model;
 use reseller_plugin::policy::Markup;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
@@ -49,34 +49,6 @@ fn query() -> pricing::Query {
     }
 }
 
-/// The catalogue as the native logic takes it.
-fn native_offers(config: &Config) -> (Vec<Offer>, String) {
-    let snapshot = reseller_host::bindings::snapshot(config, 1);
-    let offers = snapshot
-        .offers
-        .into_iter()
-        .map(|o| Offer {
-            tariff_id: o.tariff_id,
-            intname: o.intname,
-            additionintname: o.additionintname,
-            name: o.name,
-            upstream_costs: o
-                .upstream_costs
-                .into_iter()
-                .map(|c| model::PeriodCost {
-                    months: c.months,
-                    cost: model::Money {
-                        units: c.cost.units,
-                        currency: c.cost.currency,
-                    },
-                })
-                .collect(),
-            orderable: o.orderable,
-        })
-        .collect();
-    (offers, snapshot.settings)
-}
-
 fn grants(config: &Config, plugin: &LoadedPlugin) -> Grants {
     Grants {
         plugin: plugin.name().clone(),
@@ -99,7 +71,7 @@ fn price_export(c: &mut Criterion) {
         .expect("prices")
         .body;
 
-    let (offers, settings) = native_offers(&config);
+    let (offers, settings) = reseller_host::bench::native_offers(&config);
     let native = Markup::export_prices(
         &offers,
         &settings,

@@ -73,6 +73,16 @@ pub fn router(reseller: Arc<Reseller>, handler: Handler) -> Router {
 }
 
 fn native_catalogue(config: &Config, reseller: Arc<Reseller>) -> Native {
+    let (offers, settings) = native_offers(config);
+    Native {
+        offers,
+        settings,
+        reseller,
+    }
+}
+
+/// The configuration's catalogue and pricing settings as the native logic takes them.
+pub fn native_offers(config: &Config) -> (Vec<Offer>, String) {
     let snapshot = bindings::snapshot(config, 1);
     let offers = snapshot
         .offers
@@ -96,11 +106,7 @@ fn native_catalogue(config: &Config, reseller: Arc<Reseller>) -> Native {
             orderable: o.orderable,
         })
         .collect();
-    Native {
-        offers,
-        settings: snapshot.settings,
-        reseller,
-    }
+    (offers, snapshot.settings)
 }
 
 /// Like the plugin path: the query parsed the same way, one price list rendered per core at
