@@ -135,9 +135,14 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
             tracing::error!("the plugin cannot price: {}", pricing_message(&e));
             Err(BillmgrError::internal())
         }
-        Err(ExportError::Fault(fault)) => {
+        // Whose fault it was reaches the panel: the plugin's, or the host's.
+        Err(ExportError::Fault(fault)) if fault.is_guest() => {
             tracing::error!("{fault}");
             Err(BillmgrError::plugin())
+        }
+        Err(ExportError::Fault(fault)) => {
+            tracing::error!("{fault}");
+            Err(BillmgrError::internal())
         }
     }
 }

@@ -172,14 +172,15 @@ impl Active {
     /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
-        if let Some(doc) = self.cached_answer(query) {
+        let key = self.answers.key(query);
+        if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k)) {
             return Ok(doc);
         }
         let doc = self
             .plugin
             .export_prices(&self.grants, query)?
             .map_err(ExportError::Pricing)?;
-        if let Some(key) = self.answers.key(query) {
+        if let Some(key) = key {
             self.answers.put(key, &doc);
         }
         Ok(doc)
