@@ -44,8 +44,8 @@ use serde::{Deserialize, Serialize};
 
 pub use sqlite::SqliteStore;
 pub use store::{
-    CallOutcome, Change, Created, HistoryEntry, ListFilter, OrderStore, StoreError,
-    TransitionRecord, UpstreamCall, UpstreamCallRecord,
+    Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, OrderStore,
+    StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, UpstreamCost,
 };
 
 /// Longest licence ID, service name or service ID accepted, in bytes.
@@ -348,7 +348,7 @@ pub struct Order {
     pub last_error: Option<String>,
     /// When it was recorded, UNIX milliseconds.
     pub created_ms: i64,
-    /// When it last changed state, UNIX milliseconds.
+    /// When it last changed (state or details), UNIX milliseconds.
     pub updated_ms: i64,
 }
 

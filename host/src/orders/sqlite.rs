@@ -1,5 +1,5 @@
-//! The SQLite backend of [`OrderStore`]: one database file, WAL journal, schema migrations
-//! tracked in `PRAGMA user_version`.
+//! The SQLite backend of [`OrderStore`] and [`CostStore`]: one database file, WAL journal,
+//! schema migrations tracked in `PRAGMA user_version`.
 //!
 //! One connection behind a mutex serves a host; several processes may open the same file, and
 //! every write runs in a `BEGIN IMMEDIATE` transaction (the write lock is taken up front, waiting
@@ -14,11 +14,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior,
+};
 
 use super::store::{
-    CallOutcome, Change, Created, HistoryEntry, ListFilter, MAX_LIST_LIMIT, OrderStore, StoreError,
-    TransitionRecord, UpstreamCall, UpstreamCallRecord,
+    Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, MAX_LIST_LIMIT,
+    OrderStore, StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, UpstreamCost,
 };
 use super::{NewOrder, Order, OrderId, OrderState};
 
@@ -77,6 +79,18 @@ const MIGRATIONS: &[&str] = &[
                          'unknown')),
         detail       TEXT NOT NULL,
         PRIMARY KEY (order_id, event)
+    );",
+    // 2: the upstream costs last fetched, and when (one row, once fetched).
+    "CREATE TABLE upstream_costs (
+        tariff_id      INTEGER NOT NULL CHECK (tariff_id >= 0),
+        period_months  INTEGER NOT NULL CHECK (period_months > 0),
+        amount_e4      INTEGER NOT NULL CHECK (amount_e4 >= 0),
+        currency       TEXT NOT NULL CHECK (length(currency) = 3),
+        PRIMARY KEY (tariff_id, period_months)
+    );
+    CREATE TABLE upstream_costs_fetch (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        fetched_ms  INTEGER NOT NULL
     );",
 ];
 
@@ -184,16 +198,20 @@ fn user_version(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Applies the missing migration steps in one transaction.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Applies the missing steps of `steps` (a prefix of [`MIGRATIONS`] in tests, which build
+/// databases of older versions this way) in one transaction.
+fn migrate_with(conn: &mut Connection, steps: &[&str]) -> Result<(), StoreError> {
+    let supported = steps.len() as i64;
     // Checked before taking the write lock too, so a read-only look at a newer database fails
     // with the clear error rather than a lock timeout.
     let found = user_version(conn)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
     }
-    if found == SCHEMA_VERSION {
+    if found == supported {
         return Ok(());
     }
     let tx = conn
@@ -201,18 +219,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(db)?;
     // Another process may have migrated between the look and the lock.
     let found = user_version(&tx)?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
     }
     if found < 0 {
         return Err(StoreError::Database(format!(
             "the order database has an impossible schema version {found}"
         )));
     }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, step) in steps.iter().enumerate().skip(found as usize) {
         tx.execute_batch(step)
             .map_err(|e| StoreError::Database(format!("migration {}: {e}", i + 1)))?;
         tx.pragma_update(None, "user_version", i as i64 + 1)
@@ -337,16 +352,74 @@ fn apply_transition(
         .optional()
         .map_err(db)?;
     let Some((order, event)) = updated else {
-        let current: Option<OrderState> = tx
-            .query_row("SELECT state FROM orders WHERE id = ?1", [id], |r| r.get(0))
-            .optional()
-            .map_err(db)?;
-        return Err(match current {
-            None => StoreError::NotFound,
-            Some(current) => StoreError::Conflict { current },
-        });
+        return Err(not_updated(tx, id)?);
     };
     insert_transition(tx, id, event, Some(from), to, change, now)?;
+    Ok(order)
+}
+
+/// Why a conditional update of the order `id` matched no row: it is absent
+/// ([`StoreError::NotFound`]) or in another state ([`StoreError::Conflict`]).
+fn not_updated(tx: &Transaction<'_>, id: &OrderId) -> Result<StoreError, StoreError> {
+    let current: Option<OrderState> = tx
+        .query_row("SELECT state FROM orders WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    Ok(match current {
+        None => StoreError::NotFound,
+        Some(current) => StoreError::Conflict { current },
+    })
+}
+
+/// The amendment's conditional update and its audit record, inside the caller's write
+/// transaction. `change` has been checked with the amendment.
+fn apply_amendment(
+    tx: &Transaction<'_>,
+    id: &OrderId,
+    expected: OrderState,
+    amendment: &Amendment,
+    change: &Change,
+    now: i64,
+) -> Result<Order, StoreError> {
+    let (set_ip, ip) = match amendment.licence_ip {
+        None => (false, None),
+        Some(ip) => (true, ip.map(|ip| ip.to_string())),
+    };
+    let updated = tx
+        .query_row(
+            &format!(
+                "UPDATE orders SET licence_id = COALESCE(?3, licence_id),
+                     licence_ip = CASE WHEN ?4 THEN ?5 ELSE licence_ip END,
+                     last_error = COALESCE(?6, last_error),
+                     updated_ms = ?7, events = events + 1
+                 WHERE id = ?1 AND state = ?2
+                 RETURNING {ORDER_COLUMNS}, events"
+            ),
+            rusqlite::params![
+                id,
+                expected,
+                amendment.licence_id,
+                set_ip,
+                ip,
+                change.error,
+                now
+            ],
+            |row| Ok((order_from_row(row)?, event_number(15, row.get(15)?)?)),
+        )
+        .optional()
+        .map_err(|e| match e.sqlite_error_code() {
+            // The only constraint a changed licence can break: one `New` order per licence
+            // and tariff.
+            Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(format!(
+                "licence {} already has an unpaid order for this tariff",
+                amendment.licence_id.as_deref().unwrap_or_default()
+            )),
+            _ => db(e),
+        })?;
+    let Some((order, event)) = updated else {
+        return Err(not_updated(tx, id)?);
+    };
+    insert_transition(tx, id, event, Some(expected), expected, change, now)?;
     Ok(order)
 }
 
@@ -479,6 +552,17 @@ impl OrderStore for SqliteStore {
     ) -> Result<Order, StoreError> {
         let change = change.checked(from, to)?;
         self.write(|tx| apply_transition(tx, id, from, to, &change, now_ms()))
+    }
+
+    fn amend(
+        &self,
+        id: &OrderId,
+        expected: OrderState,
+        amendment: &Amendment,
+        change: Change,
+    ) -> Result<Order, StoreError> {
+        let change = amendment.checked(change)?;
+        self.write(|tx| apply_amendment(tx, id, expected, amendment, &change, now_ms()))
     }
 
     fn record_upstream_call(
@@ -621,6 +705,77 @@ impl OrderStore for SqliteStore {
     }
 }
 
+impl CostStore for SqliteStore {
+    fn replace_upstream_costs(&self, costs: &[UpstreamCost]) -> Result<(), StoreError> {
+        UpstreamCost::validate_all(costs)?;
+        self.write(|tx| {
+            // The fetch row first: in a database with row locks it serialises replacements.
+            tx.execute(
+                "INSERT INTO upstream_costs_fetch (id, fetched_ms) VALUES (1, ?1)
+                 ON CONFLICT (id) DO UPDATE SET fetched_ms = excluded.fetched_ms",
+                [now_ms()],
+            )
+            .map_err(db)?;
+            tx.execute("DELETE FROM upstream_costs", []).map_err(db)?;
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO upstream_costs (tariff_id, period_months, amount_e4, currency)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            for cost in costs {
+                let tariff = i64::try_from(cost.tariff_id)
+                    .map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))?;
+                insert
+                    .execute(rusqlite::params![
+                        tariff,
+                        cost.period_months,
+                        cost.amount_e4,
+                        cost.currency
+                    ])
+                    .map_err(db)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn upstream_costs(&self) -> Result<Option<(Vec<UpstreamCost>, i64)>, StoreError> {
+        self.read(|tx| {
+            let fetched: Option<i64> = tx
+                .query_row(
+                    "SELECT fetched_ms FROM upstream_costs_fetch WHERE id = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            let Some(fetched) = fetched else {
+                return Ok(None);
+            };
+            let mut stmt = tx
+                .prepare(
+                    "SELECT tariff_id, period_months, amount_e4, currency FROM upstream_costs
+                     ORDER BY tariff_id, period_months",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    let tariff: i64 = r.get(0)?;
+                    Ok(UpstreamCost {
+                        tariff_id: u64::try_from(tariff)
+                            .map_err(|_| unreadable(0, format!("negative tariff ID {tariff}")))?,
+                        period_months: r.get(1)?,
+                        amount_e4: r.get(2)?,
+                        currency: r.get(3)?,
+                    })
+                })
+                .map_err(db)?;
+            let costs = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
+            Ok(Some((costs, fetched)))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Barrier};
@@ -647,6 +802,16 @@ mod tests {
         conformance::retries_and_doubt_are_recorded(&memory());
         conformance::listing_and_resuming(&memory());
         conformance::long_texts_are_cut(&memory());
+        conformance::amend_rebinds_a_placed_order(&memory());
+        conformance::amend_records_a_renewal(&memory());
+        conformance::amend_is_a_compare_and_set(&memory());
+        conformance::amend_input_is_checked(&memory());
+    }
+
+    #[test]
+    fn cost_conformance_in_memory() {
+        conformance::costs_are_replaced(&memory());
+        conformance::invalid_costs_change_nothing(&memory());
     }
 
     #[test]
@@ -655,6 +820,13 @@ mod tests {
         conformance::automatic_life_is_recorded(&file(&dir));
         let dir = tempfile::tempdir().expect("tempdir");
         conformance::listing_and_resuming(&file(&dir));
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::amend_rebinds_a_placed_order(&file(&dir));
+        let dir = tempfile::tempdir().expect("tempdir");
+        conformance::costs_are_replaced(&file(&dir));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let reopen = || -> Box<dyn CostStore> { Box::new(file(&dir)) };
+        conformance::costs_survive_reopening(&reopen);
     }
 
     #[test]
@@ -773,6 +945,60 @@ mod tests {
     }
 
     #[test]
+    fn a_database_of_the_previous_version_is_upgraded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("orders.db");
+        let previous = &MIGRATIONS[..MIGRATIONS.len() - 1];
+        let (orders, histories) = {
+            // A store at the previous version (every step but the last), with orders written
+            // by the code paths the previous version had.
+            let mut conn = Connection::open(&path).expect("raw open");
+            migrate_with(&mut conn, previous).expect("old schema");
+            assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION - 1);
+            let old = SqliteStore {
+                conn: Mutex::new(conn),
+            };
+            let placed = conformance::placed(&old, "L1", "42");
+            let queued = conformance::paid(&old, "L2", 1);
+            let orders = old.list(&ListFilter::default()).expect("list");
+            let histories = [&placed, &queued]
+                .map(|o| old.history(&o.id).expect("history"))
+                .to_vec();
+            (orders, histories)
+        };
+        for _ in 0..2 {
+            let store = SqliteStore::open(&path).expect("open");
+            assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+            assert_eq!(store.list(&ListFilter::default()).expect("list"), orders);
+            for (o, history) in orders.iter().rev().zip(&histories) {
+                assert_eq!(&store.history(&o.id).expect("history"), history);
+            }
+        }
+        // The new tables work, and the old orders can be amended.
+        let store = SqliteStore::open(&path).expect("open");
+        assert_eq!(store.upstream_costs().expect("costs"), None);
+        let list = conformance::costs(&[(1, 1, 10)]);
+        store.replace_upstream_costs(&list).expect("replace");
+        assert_eq!(
+            store.upstream_costs().expect("costs").expect("some").0,
+            list
+        );
+        let placed = orders
+            .iter()
+            .find(|o| o.state == Placed)
+            .expect("placed order");
+        let renewed = store
+            .amend(
+                &placed.id,
+                Placed,
+                &Amendment::default(),
+                Change::by("billing").with_note("renewed"),
+            )
+            .expect("renew");
+        assert_eq!(renewed.licence_id, "L1");
+    }
+
+    #[test]
     fn files_use_wal_and_foreign_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = file(&dir);
@@ -861,5 +1087,57 @@ mod tests {
         assert!(matches!(err, StoreError::Database(_)), "{err:?}");
         let stored = store.get(&o.id).expect("get");
         assert_eq!((stored.state, stored.attempts), (Paid, 0));
+        // The same for an amendment: the licence stays.
+        let err = store
+            .amend(
+                &o.id,
+                Paid,
+                &Amendment {
+                    licence_id: Some("L2".to_owned()),
+                    licence_ip: Some(None),
+                },
+                Change::by("op").with_note("rebound from licence L1 to L2"),
+            )
+            .expect_err("amended");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert_eq!(store.get(&o.id).expect("get"), stored);
+    }
+
+    #[test]
+    fn a_failed_cost_replacement_leaves_the_previous_costs() {
+        let store = memory();
+        let first = conformance::costs(&[(1, 1, 10), (2, 1, 20)]);
+        store.replace_upstream_costs(&first).expect("replace");
+        let before = store.upstream_costs().expect("read");
+        // The second insert fails after the fetch time and the first row were written.
+        store
+            .lock()
+            .execute_batch(
+                "CREATE TRIGGER one_cost_only BEFORE INSERT ON upstream_costs
+                 WHEN (SELECT count(*) FROM upstream_costs) > 0
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .expect("trigger");
+        let err = store
+            .replace_upstream_costs(&conformance::costs(&[(3, 1, 30), (4, 1, 40)]))
+            .expect_err("replaced");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert_eq!(store.upstream_costs().expect("read"), before);
+    }
+
+    #[test]
+    fn unreadable_costs_are_errors_not_panics() {
+        let store = memory();
+        store
+            .replace_upstream_costs(&conformance::costs(&[(1, 1, 10)]))
+            .expect("replace");
+        store
+            .lock()
+            .execute("UPDATE upstream_costs SET period_months = 1 << 40", [])
+            .expect("corrupt");
+        assert!(matches!(
+            store.upstream_costs(),
+            Err(StoreError::Database(_))
+        ));
     }
 }

@@ -1,5 +1,6 @@
 //! The storage contract for orders: [`OrderStore`], implemented by [`SqliteStore`] today and
-//! meant to be implemented by a PostgreSQL backend for several host instances later.
+//! meant to be implemented by a PostgreSQL backend for several host instances later; and for
+//! the upstream costs last fetched: [`CostStore`], implemented by the same backends.
 //!
 //! The contract relies only on what both databases give: transactions, conditional updates
 //! (`UPDATE … WHERE state = $from`), a partial unique index and `RETURNING`. Every change of an
@@ -11,9 +12,12 @@
 //!
 //! [`SqliteStore`]: super::SqliteStore
 
+use std::collections::HashSet;
+use std::net::IpAddr;
+
 use serde::Serialize;
 
-use super::{NewOrder, Order, OrderId, OrderState, can_transition, check_name};
+use super::{MAX_PERIOD_MONTHS, NewOrder, Order, OrderId, OrderState, can_transition, check_name};
 
 /// Longest free text (note, error, upstream call detail) kept, in bytes; longer text is cut.
 pub const MAX_TEXT_LEN: usize = 4096;
@@ -126,12 +130,17 @@ impl Change {
             }
             (None, _) => {}
         }
-        Ok(Change {
+        Ok(self.with_texts_cut())
+    }
+
+    /// The change with its actor cut to 128 bytes and its note and error to [`MAX_TEXT_LEN`].
+    fn with_texts_cut(self) -> Change {
+        Change {
             actor: cut(self.actor, 128),
             note: self.note.map(|t| cut(t, MAX_TEXT_LEN)),
             error: self.error.map(|t| cut(t, MAX_TEXT_LEN)),
             service_id: self.service_id,
-        })
+        }
     }
 
     /// Whether this transition starts a placement attempt: a claim (`→ Placing`) or a retry
@@ -151,6 +160,90 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
         text.truncate(end);
     }
     text
+}
+
+/// What [`OrderStore::amend`] changes in an order besides recording it: each field is kept when
+/// `None`. An amendment that changes nothing still records its [`Change`] (e.g. a renewal).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Amendment {
+    /// The new licence ID, when the module was rebound to another licence.
+    pub licence_id: Option<String>,
+    /// The new licence IP: `Some(Some(ip))` sets it, `Some(None)` clears it.
+    pub licence_ip: Option<Option<IpAddr>>,
+}
+
+impl Amendment {
+    /// Checks an amendment and the change recorded with it before any backend touches the
+    /// database: the licence ID must be a valid name and the change must carry no service ID
+    /// (both [`StoreError::Invalid`]). Returns the change with long texts cut to
+    /// [`MAX_TEXT_LEN`]. Every backend calls this.
+    pub fn checked(&self, change: Change) -> Result<Change, StoreError> {
+        if let Some(licence) = &self.licence_id {
+            check_name("licence ID", licence).map_err(StoreError::Invalid)?;
+        }
+        if change.service_id.is_some() {
+            return Err(StoreError::Invalid(
+                "a service ID is recorded only when an order becomes placed, not by an amendment"
+                    .to_owned(),
+            ));
+        }
+        Ok(change.with_texts_cut())
+    }
+}
+
+/// What upstream charges the partner for one tariff and period, as last fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UpstreamCost {
+    /// The tariff ID (the `pricelist` of upstream calls).
+    pub tariff_id: u64,
+    /// The period, in months.
+    pub period_months: u32,
+    /// The cost in ten-thousandths of the currency's unit.
+    pub amount_e4: i64,
+    /// Three capital letters, e.g. `EUR`.
+    pub currency: String,
+}
+
+impl UpstreamCost {
+    /// Checks one cost; the message says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if i64::try_from(self.tariff_id).is_err() {
+            return Err(format!("tariff ID {} is too large", self.tariff_id));
+        }
+        if self.period_months == 0 || self.period_months > MAX_PERIOD_MONTHS {
+            return Err(format!(
+                "the period must be 1 to {MAX_PERIOD_MONTHS} months, not {}",
+                self.period_months
+            ));
+        }
+        if self.amount_e4 < 0 {
+            return Err(format!(
+                "the cost of tariff {} for {} months is negative",
+                self.tariff_id, self.period_months
+            ));
+        }
+        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err("the currency is not three capital letters".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Checks a whole list before any backend touches the database: every cost
+    /// ([`validate`](UpstreamCost::validate)) and no (tariff, period) twice. Every backend calls
+    /// this; an error is [`StoreError::Invalid`].
+    pub fn validate_all(costs: &[UpstreamCost]) -> Result<(), StoreError> {
+        let mut seen = HashSet::with_capacity(costs.len());
+        for cost in costs {
+            cost.validate().map_err(StoreError::Invalid)?;
+            if !seen.insert((cost.tariff_id, cost.period_months)) {
+                return Err(StoreError::Invalid(format!(
+                    "tariff {} for {} months is listed twice",
+                    cost.tariff_id, cost.period_months
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The result of [`OrderStore::create_or_reuse_new`].
@@ -262,7 +355,8 @@ impl UpstreamCall {
     }
 }
 
-/// A recorded state change.
+/// A recorded state change, or an amendment ([`OrderStore::amend`]), recorded with `from` equal
+/// to `to`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TransitionRecord {
     /// The event's position in the order's history (1 = creation).
@@ -298,7 +392,7 @@ pub struct UpstreamCallRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HistoryEntry {
-    /// A state change.
+    /// A state change or an amendment.
     Transition(TransitionRecord),
     /// An upstream call.
     UpstreamCall(UpstreamCallRecord),
@@ -355,6 +449,24 @@ pub trait OrderStore: Send + Sync {
         change: Change,
     ) -> Result<Order, StoreError>;
 
+    /// Changes an order's details without changing its state, if, and only if, it is in
+    /// `expected` now: rebinds it to another licence, or records a renewal (an empty
+    /// [`Amendment`]). Records the change in the same transaction as a [`TransitionRecord`] from
+    /// `expected` to `expected` whose note should say what changed; the change's error, if
+    /// any, becomes the order's `last_error`. Does not count an attempt. Returns the order as
+    /// changed.
+    ///
+    /// Errors: [`StoreError::Invalid`] (the amendment, the change, or a licence ID that would
+    /// give its licence a second `New` order for the tariff), [`StoreError::NotFound`],
+    /// [`StoreError::Conflict`] (it is not in `expected`).
+    fn amend(
+        &self,
+        id: &OrderId,
+        expected: OrderState,
+        amendment: &Amendment,
+        change: Change,
+    ) -> Result<Order, StoreError>;
+
     /// A worker's claim before it sends the upstream order: `Paid → Placing`. Two workers never
     /// both win it for one order.
     fn claim_for_placing(&self, id: &OrderId) -> Result<Order, StoreError> {
@@ -386,11 +498,28 @@ pub trait OrderStore: Send + Sync {
     fn mark_interrupted_in_doubt(&self) -> Result<Vec<Order>, StoreError>;
 }
 
+/// The upstream costs last fetched, kept so that they survive a restart and can be shown with
+/// their age.
+///
+/// Guarantees every backend gives: [`replace_upstream_costs`] is atomic (readers see the old
+/// list or the new one, never a mix) and changes nothing when it fails.
+///
+/// [`replace_upstream_costs`]: CostStore::replace_upstream_costs
+pub trait CostStore: Send + Sync {
+    /// Replaces every stored upstream cost with `costs`, atomically; records when.
+    ///
+    /// An empty list is recorded as a fetch that found no costs. Errors:
+    /// [`StoreError::Invalid`] ([`UpstreamCost::validate_all`]), and nothing changes.
+    fn replace_upstream_costs(&self, costs: &[UpstreamCost]) -> Result<(), StoreError>;
+
+    /// The stored upstream costs (ordered by tariff, then period) and when they were fetched
+    /// (UNIX ms), or None if never.
+    fn upstream_costs(&self) -> Result<Option<(Vec<UpstreamCost>, i64)>, StoreError>;
+}
+
 /// Behaviour every backend must show; a backend's tests call these on a fresh store.
 #[cfg(test)]
 pub(crate) mod conformance {
-    use std::collections::HashSet;
-
     use super::*;
     use crate::orders::Money;
     use OrderState::*;
@@ -841,6 +970,400 @@ pub(crate) mod conformance {
         let err = changed.last_error.expect("error");
         assert!(err.len() <= MAX_TEXT_LEN && err.len() >= MAX_TEXT_LEN - 1);
         assert!(err.chars().all(|c| c == 'é'));
+    }
+
+    /// A paid order claimed and placed upstream as service `service_id`.
+    pub(crate) fn placed(store: &dyn OrderStore, licence: &str, service_id: &str) -> Order {
+        let o = paid(store, licence, 1);
+        store.claim_for_placing(&o.id).expect("claim");
+        store
+            .transition(
+                &o.id,
+                Placing,
+                Placed,
+                Change::by("worker").with_service_id(service_id),
+            )
+            .expect("place")
+    }
+
+    /// The order's last history entry, which must be a transition.
+    fn last_transition(store: &dyn OrderStore, id: &OrderId) -> TransitionRecord {
+        match store.history(id).expect("history").pop() {
+            Some(HistoryEntry::Transition(t)) => t,
+            other => panic!("expected a transition, got {other:?}"),
+        }
+    }
+
+    pub(crate) fn amend_rebinds_a_placed_order(store: &dyn OrderStore) {
+        let o = placed(store, "184431", "3001");
+        let events = store.history(&o.id).expect("history").len();
+        let new_ip: IpAddr = "198.51.100.7".parse().expect("ip");
+        let rebound = store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment {
+                    licence_id: Some("184432".to_owned()),
+                    licence_ip: Some(Some(new_ip)),
+                },
+                Change::by("operator").with_note("rebound from licence 184431 to 184432"),
+            )
+            .expect("rebind");
+        assert_eq!(rebound.licence_id, "184432");
+        assert_eq!(rebound.licence_ip, Some(new_ip));
+        assert!(rebound.updated_ms >= o.updated_ms);
+        // Nothing else changed: state, service, attempts, error, price, …
+        assert_eq!(
+            Order {
+                licence_id: o.licence_id.clone(),
+                licence_ip: o.licence_ip,
+                updated_ms: o.updated_ms,
+                ..rebound.clone()
+            },
+            o
+        );
+        assert_eq!(store.get(&o.id).expect("get"), rebound);
+
+        let history = store.history(&o.id).expect("history");
+        assert_eq!(history.len(), events + 1);
+        let t = last_transition(store, &o.id);
+        assert_eq!(t.event, u64::try_from(events).expect("count") + 1);
+        assert_eq!((t.from, t.to), (Some(Placed), Placed));
+        assert_eq!(t.actor, "operator");
+        assert_eq!(
+            t.note.as_deref(),
+            Some("rebound from licence 184431 to 184432")
+        );
+        assert_eq!((t.error, t.service_id), (None, None));
+        assert_eq!(t.at_ms, rebound.updated_ms);
+
+        // The order is found under its new licence only.
+        let by_licence = |licence: &str| {
+            store
+                .list(&ListFilter {
+                    licence_id: Some(licence.to_owned()),
+                    ..ListFilter::default()
+                })
+                .expect("list")
+        };
+        assert_eq!(by_licence("184432"), std::slice::from_ref(&rebound));
+        assert!(by_licence("184431").is_empty());
+
+        // Rebound again to a licence without an IP; an error given is kept.
+        let again = store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment {
+                    licence_id: Some("184433".to_owned()),
+                    licence_ip: Some(None),
+                },
+                Change::by("api")
+                    .with_note("rebound from licence 184432 to 184433")
+                    .with_error("licence 184432 was deleted"),
+            )
+            .expect("rebind");
+        assert_eq!(again.licence_id, "184433");
+        assert_eq!(again.licence_ip, None);
+        assert_eq!(
+            again.last_error.as_deref(),
+            Some("licence 184432 was deleted")
+        );
+        assert_eq!((again.state, again.attempts), (Placed, 1));
+        assert_eq!(again.upstream_service_id.as_deref(), Some("3001"));
+        let t = last_transition(store, &o.id);
+        assert_eq!(t.error.as_deref(), Some("licence 184432 was deleted"));
+
+        // Only the IP: the licence stays.
+        let ip_only = store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment {
+                    licence_ip: Some(Some(new_ip)),
+                    ..Amendment::default()
+                },
+                Change::by("api").with_note("licence 184433 moved to 198.51.100.7"),
+            )
+            .expect("new ip");
+        assert_eq!(
+            (ip_only.licence_id.as_str(), ip_only.licence_ip),
+            ("184433", Some(new_ip))
+        );
+        // A later amendment without an error keeps the last one.
+        assert_eq!(ip_only.last_error, again.last_error);
+    }
+
+    pub(crate) fn amend_records_a_renewal(store: &dyn OrderStore) {
+        let o = placed(store, "L1", "3001");
+        let renewed = store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment::default(),
+                Change::by("billing").with_note("renewed for 1 month"),
+            )
+            .expect("renew");
+        assert_eq!(
+            Order {
+                updated_ms: o.updated_ms,
+                ..renewed.clone()
+            },
+            o
+        );
+        assert!(renewed.updated_ms >= o.updated_ms);
+        let t = last_transition(store, &o.id);
+        assert_eq!((t.from, t.to), (Some(Placed), Placed));
+        assert_eq!(
+            (t.actor.as_str(), t.note.as_deref()),
+            ("billing", Some("renewed for 1 month"))
+        );
+
+        // Amending a paid order does not count an attempt, unlike a `Paid → Paid` retry.
+        let p = paid(store, "L2", 1);
+        let amended = store
+            .amend(
+                &p.id,
+                Paid,
+                &Amendment::default(),
+                Change::by("api").with_note("looked at"),
+            )
+            .expect("amend");
+        assert_eq!((amended.state, amended.attempts), (Paid, 0));
+
+        // Long texts are cut as for transitions.
+        let long = "é".repeat(MAX_TEXT_LEN);
+        store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment::default(),
+                Change::by("x".repeat(1000)).with_note(long),
+            )
+            .expect("amend");
+        let t = last_transition(store, &o.id);
+        assert_eq!(t.actor.len(), 128);
+        let note = t.note.expect("note");
+        assert!(note.len() <= MAX_TEXT_LEN && note.len() >= MAX_TEXT_LEN - 1);
+    }
+
+    pub(crate) fn amend_is_a_compare_and_set(store: &dyn OrderStore) {
+        let o = paid(store, "L1", 1);
+        let history = store.history(&o.id).expect("history");
+        let rebind = Amendment {
+            licence_id: Some("L9".to_owned()),
+            licence_ip: Some(None),
+        };
+        for expected in [Placed, New, Placing] {
+            assert_eq!(
+                store.amend(&o.id, expected, &rebind, Change::by("op").with_note("x")),
+                Err(StoreError::Conflict { current: Paid })
+            );
+        }
+        // Nothing changed.
+        assert_eq!(store.get(&o.id).expect("get"), o);
+        assert_eq!(store.history(&o.id).expect("history"), history);
+
+        let unknown = OrderId::from_parts(1, [1; 10]);
+        assert_eq!(
+            store.amend(&unknown, Placed, &rebind, Change::by("op")),
+            Err(StoreError::NotFound)
+        );
+        assert_eq!(
+            store.amend(&unknown, Placed, &Amendment::default(), Change::by("op")),
+            Err(StoreError::NotFound)
+        );
+    }
+
+    pub(crate) fn amend_input_is_checked(store: &dyn OrderStore) {
+        let o = placed(store, "L1", "3001");
+        let history = store.history(&o.id).expect("history");
+        let licence = |l: String| Amendment {
+            licence_id: Some(l),
+            ..Amendment::default()
+        };
+        for bad in [
+            String::new(),
+            " ".to_owned(),
+            "x".repeat(257),
+            "18\n4432".to_owned(),
+            "a\u{7}b".to_owned(),
+        ] {
+            let err = store
+                .amend(&o.id, Placed, &licence(bad.clone()), Change::by("op"))
+                .expect_err("bad licence accepted");
+            assert!(
+                matches!(&err, StoreError::Invalid(m) if m.contains("licence ID")),
+                "{bad:?}: {err:?}"
+            );
+        }
+        // A service ID is given only on entering `Placed`.
+        assert!(matches!(
+            store.amend(
+                &o.id,
+                Placed,
+                &Amendment::default(),
+                Change::by("op").with_service_id("3002")
+            ),
+            Err(StoreError::Invalid(_))
+        ));
+        // The input is checked before the order is looked up.
+        let unknown = OrderId::from_parts(1, [1; 10]);
+        assert!(matches!(
+            store.amend(&unknown, Placed, &licence(String::new()), Change::by("op")),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.get(&o.id).expect("get"), o);
+        assert_eq!(store.history(&o.id).expect("history"), history);
+
+        // A rebind may not give a licence a second unpaid order for one tariff.
+        let a = store
+            .create_or_reuse_new(&new_order("A", 7))
+            .expect("a")
+            .order;
+        let b = store
+            .create_or_reuse_new(&new_order("B", 7))
+            .expect("b")
+            .order;
+        let b_history = store.history(&b.id).expect("history");
+        assert!(matches!(
+            store.amend(
+                &b.id,
+                New,
+                &licence("A".to_owned()),
+                Change::by("op").with_note("rebound from licence B to A")
+            ),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.get(&a.id).expect("get"), a);
+        assert_eq!(store.get(&b.id).expect("get"), b);
+        assert_eq!(store.history(&b.id).expect("history"), b_history);
+        // Another licence is fine.
+        let moved = store
+            .amend(&b.id, New, &licence("C".to_owned()), Change::by("op"))
+            .expect("rebind");
+        assert_eq!((moved.licence_id.as_str(), moved.state), ("C", New));
+    }
+
+    /// Costs for the tests: (tariff, period, amount).
+    pub(crate) fn costs(list: &[(u64, u32, i64)]) -> Vec<UpstreamCost> {
+        list.iter()
+            .map(|&(tariff_id, period_months, amount_e4)| UpstreamCost {
+                tariff_id,
+                period_months,
+                amount_e4,
+                currency: "EUR".to_owned(),
+            })
+            .collect()
+    }
+
+    fn now_ms() -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970");
+        i64::try_from(since.as_millis()).expect("ms fit")
+    }
+
+    pub(crate) fn costs_are_replaced(store: &dyn CostStore) {
+        assert_eq!(store.upstream_costs().expect("read"), None, "never fetched");
+
+        let before = now_ms();
+        store
+            .replace_upstream_costs(&costs(&[
+                (55362, 12, 1_000_000),
+                (55361, 3, 270_000),
+                (55361, 1, 90_000),
+                (7, 1, 0),
+            ]))
+            .expect("replace");
+        let after = now_ms();
+        let (stored, at) = store.upstream_costs().expect("read").expect("fetched");
+        assert_eq!(
+            stored,
+            costs(&[
+                (7, 1, 0),
+                (55361, 1, 90_000),
+                (55361, 3, 270_000),
+                (55362, 12, 1_000_000),
+            ]),
+            "ordered by tariff, then period"
+        );
+        assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+
+        // Other currencies and the largest values are kept exactly.
+        let mut second = costs(&[(1, MAX_PERIOD_MONTHS, i64::MAX)]);
+        second.push(UpstreamCost {
+            tariff_id: i64::MAX.unsigned_abs(),
+            period_months: 1,
+            amount_e4: 1,
+            currency: "USD".to_owned(),
+        });
+        store.replace_upstream_costs(&second).expect("replace");
+        let (stored, at2) = store.upstream_costs().expect("read").expect("fetched");
+        assert_eq!(stored, second, "everything replaced");
+        assert!(at2 >= at);
+
+        // An empty list is a fetch that found nothing, not "never fetched".
+        store.replace_upstream_costs(&[]).expect("replace");
+        let (stored, at3) = store.upstream_costs().expect("read").expect("fetched");
+        assert!(stored.is_empty());
+        assert!(at3 >= at2);
+    }
+
+    pub(crate) fn invalid_costs_change_nothing(store: &dyn CostStore) {
+        let good = costs(&[(1, 1, 10_000), (1, 12, 100_000)]);
+        let mut cases: Vec<(Vec<UpstreamCost>, &str)> = vec![
+            (costs(&[(u64::MAX, 1, 1)]), "too large"),
+            (costs(&[(i64::MAX.unsigned_abs() + 1, 1, 1)]), "too large"),
+            (costs(&[(1, 0, 1)]), "period"),
+            (costs(&[(1, MAX_PERIOD_MONTHS + 1, 1)]), "period"),
+            (costs(&[(1, 1, -1)]), "negative"),
+            (costs(&[(1, 1, 1), (2, 1, 1), (1, 1, 2)]), "twice"),
+        ];
+        for currency in ["eur", "EURO", "EU", "", "€UR", "E1R"] {
+            let mut list = good.clone();
+            list[1].currency = currency.to_owned();
+            cases.push((list, "currency"));
+        }
+
+        // Before any fetch: still never fetched.
+        for (list, needle) in &cases {
+            let err = store
+                .replace_upstream_costs(list)
+                .expect_err("invalid costs accepted");
+            assert!(
+                matches!(&err, StoreError::Invalid(m) if m.contains(needle)),
+                "{err:?} lacks {needle:?}"
+            );
+        }
+        assert_eq!(store.upstream_costs().expect("read"), None);
+
+        // After one: the previous costs stay, with their time.
+        store.replace_upstream_costs(&good).expect("replace");
+        let previous = store.upstream_costs().expect("read").expect("fetched");
+        for (list, _) in &cases {
+            assert!(matches!(
+                store.replace_upstream_costs(list),
+                Err(StoreError::Invalid(_))
+            ));
+            assert_eq!(
+                store.upstream_costs().expect("read").as_ref(),
+                Some(&previous)
+            );
+        }
+    }
+
+    /// `open` opens the same database each time, as a restarted host would.
+    pub(crate) fn costs_survive_reopening(open: &dyn Fn() -> Box<dyn CostStore>) {
+        let list = costs(&[(2, 1, 5), (1, 6, 30)]);
+        let stored = {
+            let store = open();
+            store.replace_upstream_costs(&list).expect("replace");
+            store.upstream_costs().expect("read").expect("fetched")
+        };
+        assert_eq!(stored.0, costs(&[(1, 6, 30), (2, 1, 5)]));
+        let store = open();
+        assert_eq!(store.upstream_costs().expect("read"), Some(stored));
     }
 
     #[test]
