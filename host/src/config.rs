@@ -88,6 +88,9 @@ pub struct Config {
     /// The billing system's API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Orders: where they are kept and how they are placed.
+    #[serde(default)]
+    pub orders: OrdersConfig,
     /// The modules the partner resells.
     pub catalogue: CatalogueConfig,
     /// The plugin's pricing settings, passed to it as they are.
@@ -215,6 +218,9 @@ pub struct UpstreamConfig {
     /// The BILLmanager functions a plugin may call.
     #[serde(default = "default_functions")]
     pub functions: Vec<String>,
+    /// Fetch upstream's prices every this many minutes while serving; 0 only on demand.
+    #[serde(default)]
+    pub prices_refresh_minutes: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -228,6 +234,7 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: default_connect_timeout_ms(),
             max_answer_bytes: default_max_answer_bytes(),
             functions: default_functions(),
+            prices_refresh_minutes: 0,
         }
     }
 }
@@ -279,6 +286,90 @@ fn default_functions() -> Vec<String> {
 pub struct ApiConfig {
     /// The bearer token; without one the API is off.
     pub token: Option<Secret>,
+}
+
+/// How paid orders reach upstream.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderMode {
+    /// The host places each paid order upstream through the plugin's `place` hook.
+    Automatic,
+    /// Nothing is sent upstream: an operator orders by hand and marks the order placed.
+    Manual,
+}
+
+/// `[orders]`: the order database and how orders are placed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// `automatic` or `manual`; by default automatic when `upstream.url` is set, manual when not.
+    pub mode: Option<OrderMode>,
+    /// The SQLite database file, relative to the configuration file (to the working directory
+    /// for the embedded defaults).
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// Where the Buy redirect sends the user: a URL with `{order_id}` (and optionally
+    /// `{amount}`, `{currency}`) in it. Without it the host shows its own order page.
+    pub checkout_url: Option<String>,
+    /// The period a Buy redirect orders, in months; its price is the price list's for it.
+    #[serde(default = "default_period_months")]
+    pub period_months: u16,
+    /// Order with `autoprolong` equal to the period (`true`) or `null` (`false`).
+    #[serde(default = "yes")]
+    pub autoprolong: bool,
+    /// The wait before the first retry of an order whose request never left, in milliseconds;
+    /// it doubles with every attempt.
+    #[serde(default = "default_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    /// The longest wait between retries, in milliseconds.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Attempts after which an order whose request never left is marked failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How often the placement worker looks for paid orders that are due, in milliseconds.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            mode: None,
+            database: default_database(),
+            checkout_url: None,
+            period_months: default_period_months(),
+            autoprolong: true,
+            retry_initial_ms: default_retry_initial_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            max_attempts: default_max_attempts(),
+            poll_ms: default_poll_ms(),
+        }
+    }
+}
+
+fn default_database() -> PathBuf {
+    PathBuf::from("reseller-orders.sqlite3")
+}
+
+fn default_period_months() -> u16 {
+    1
+}
+
+fn default_retry_initial_ms() -> u64 {
+    2_000
+}
+
+fn default_retry_max_ms() -> u64 {
+    300_000
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+fn default_poll_ms() -> u64 {
+    1_000
 }
 
 /// The partner's upstream account region, which selects the tariff IDs.
@@ -506,6 +597,7 @@ impl Config {
                 "use at least 16 characters",
             ));
         }
+        self.check_orders()?;
         let mut intnames = HashSet::new();
         let mut tariffs = HashSet::new();
         for (i, m) in self.catalogue.modules.iter().enumerate() {
@@ -527,6 +619,105 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn check_orders(&self) -> Result<(), ConfigError> {
+        let orders = &self.orders;
+        let err = |key: &str, message: &str| {
+            Err(ConfigError::new(
+                &self.source,
+                format!("orders.{key}"),
+                message,
+            ))
+        };
+        if orders.mode == Some(OrderMode::Automatic) && self.upstream.url.is_none() {
+            return err(
+                "mode",
+                "automatic placement needs upstream.url (or use mode = \"manual\")",
+            );
+        }
+        if let Some(url) = &orders.checkout_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return err("checkout_url", "expected an http:// or https:// URL");
+            }
+            if !url.contains("{order_id}") {
+                return err("checkout_url", "must contain {order_id}");
+            }
+        }
+        if orders.period_months == 0
+            || u32::from(orders.period_months) > crate::orders::MAX_PERIOD_MONTHS
+        {
+            return err("period_months", "expected 1 to 120 months");
+        }
+        if orders.retry_initial_ms == 0
+            || orders.retry_max_ms < orders.retry_initial_ms
+            || orders.max_attempts == 0
+            || orders.poll_ms == 0
+        {
+            return err(
+                "retry_initial_ms",
+                "retries need a first wait above 0, a longest wait at least as long, \
+                 at least one attempt and a poll interval above 0",
+            );
+        }
+        if orders.database.as_os_str().is_empty() {
+            return err("database", "must not be empty");
+        }
+        Ok(())
+    }
+
+    /// How paid orders are placed: the configured mode, or automatic exactly when an upstream
+    /// is configured.
+    pub fn order_mode(&self) -> OrderMode {
+        self.orders.mode.unwrap_or(if self.upstream.url.is_some() {
+            OrderMode::Automatic
+        } else {
+            OrderMode::Manual
+        })
+    }
+
+    /// The order database's path, resolved against the configuration file's directory.
+    pub fn order_database(&self) -> PathBuf {
+        self.source.resolve(&self.orders.database)
+    }
+
+    /// This configuration with each module's costs replaced by upstream's, where upstream
+    /// prices the module's tariff for one month (and, for the year, twelve months, in the same
+    /// currency); modules upstream does not price keep theirs. Also returns how many modules
+    /// changed.
+    pub fn with_upstream_costs(&self, costs: &[crate::orders::UpstreamCost]) -> (Config, usize) {
+        let mut config = self.clone();
+        let mut changed = 0;
+        let region = config.catalogue.region;
+        let catalogue_currency = config.catalogue.currency.clone();
+        for module in &mut config.catalogue.modules {
+            let tariff = match region {
+                Region::Ru => module.tariff.ru,
+                Region::Eu => module.tariff.eu,
+            };
+            let find = |months: u32| {
+                costs
+                    .iter()
+                    .find(|c| c.tariff_id == tariff && c.period_months == months)
+            };
+            let Some(month) = find(1) else { continue };
+            let year = find(12).filter(|y| y.currency == month.currency);
+            let currency =
+                (month.currency != catalogue_currency.0).then(|| Currency(month.currency.clone()));
+            let cost = Costs {
+                month: Amount(month.amount_e4),
+                year: year.map(|y| Amount(y.amount_e4)),
+            };
+            if cost.month != module.cost.month
+                || cost.year != module.cost.year
+                || currency != module.currency
+            {
+                changed += 1;
+            }
+            module.cost = cost;
+            module.currency = currency;
+        }
+        (config, changed)
     }
 
     /// A module's tariff ID in the configured region.

@@ -18,6 +18,7 @@ use crate::capabilities::Grants;
 use crate::capabilities::upstream::http::HttpUpstream;
 use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
 use crate::config::{Config, ConfigError, Source};
+use crate::orders::UpstreamCost;
 use crate::runtime::{Fault, LoadedPlugin, Runtime, plugin_sha256};
 
 /// The plugin built into the host, used when the configuration names none.
@@ -200,12 +201,16 @@ pub struct Reseller {
     active: ArcSwap<Active>,
     reloading: Mutex<()>,
     pricing: tokio::sync::Semaphore,
+    /// The configuration as read, before upstream costs are applied.
+    base: Mutex<Config>,
+    /// The upstream costs last fetched, applied over every configuration loaded.
+    upstream_costs: Mutex<Vec<UpstreamCost>>,
 }
 
 impl Reseller {
     /// Loads and checks `config`.
     pub fn new(runtime: Runtime, config: Config) -> Result<Reseller, ConfigError> {
-        let active = Active::load(&runtime, config)?;
+        let active = Active::load(&runtime, config.clone())?;
         // Rendering a price list is pure CPU: more at once than there are cores only adds
         // switching and memory, so requests past that wait their turn without a thread.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -214,7 +219,19 @@ impl Reseller {
             active: ArcSwap::from_pointee(active),
             reloading: Mutex::new(()),
             pricing: tokio::sync::Semaphore::new(cores),
+            base: Mutex::new(config),
+            upstream_costs: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Makes the catalogue's costs follow `costs` (fetched from upstream), now and after every
+    /// reload, and swaps the result in. Returns how many modules changed.
+    pub fn set_upstream_costs(&self, costs: Vec<UpstreamCost>) -> Result<usize, ConfigError> {
+        let base = lock(&self.base).clone();
+        let (_, changed) = base.with_upstream_costs(&costs);
+        *lock(&self.upstream_costs) = costs;
+        self.swap(base)?;
+        Ok(changed)
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -255,11 +272,20 @@ impl Reseller {
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed; it takes effect at the next start");
         }
-        let new = Arc::new(Active::load(&self.runtime, config)?);
+        if config.orders.database != old.config.orders.database {
+            tracing::warn!("orders.database changed; it takes effect at the next start");
+        }
+        let (effective, _) = config.with_upstream_costs(&lock(&self.upstream_costs));
+        let new = Arc::new(Active::load(&self.runtime, effective)?);
+        *lock(&self.base) = config;
         self.active.store(new.clone());
         tracing::info!(plugin = %new.plugin.name(), sha256 = new.plugin.sha256(), "configuration reloaded");
         Ok(new)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A one-line description of a pricing error, for logs and messages.
@@ -272,6 +298,37 @@ pub fn pricing_message(e: &types::PricingError) -> String {
             format!("invalid setting {}: {}", f.field, f.message)
         }
         types::PricingError::Overflow(m) | types::PricingError::Other(m) => m.clone(),
+    }
+}
+
+/// A one-line description of an order hook's error, for the order's record and the operator.
+pub fn order_error_message(e: &types::OrderError) -> String {
+    use types::OrderError as E;
+    let field = |what: &str, f: &types::FieldError| {
+        format!(
+            "upstream: {what} `{}` (`{}`): {}",
+            f.field, f.value, f.message
+        )
+    };
+    match e {
+        E::Auth(m) => format!("upstream refused the credentials: {m}"),
+        E::InvalidValue(f) => field("invalid value for", f),
+        E::MissingValue(f) => field("missing value for", f),
+        E::InsufficientBalance(m) => format!("insufficient upstream balance: {m}"),
+        E::NotSent(m) => format!("not sent: {m}"),
+        E::InDoubt(m) => format!("in doubt: {m}"),
+        E::MalformedAnswer(m) => format!("unreadable upstream answer: {m}"),
+        E::Upstream(f) => format!(
+            "upstream error `{}`{}: {}",
+            f.kind,
+            if f.object.is_empty() {
+                String::new()
+            } else {
+                format!(" on `{}`", f.object)
+            },
+            f.message
+        ),
+        E::Other(m) => m.clone(),
     }
 }
 

@@ -33,6 +33,11 @@
 //! `Placing → Paid` is the one way back from `Placing` that re-queues the order. A caller may
 //! take it only when the request cannot have reached upstream; anything else goes to `InDoubt`.
 
+pub mod buy;
+pub mod desk;
+pub mod journal;
+pub mod page;
+pub mod settle;
 pub mod sqlite;
 pub mod store;
 
@@ -42,6 +47,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use desk::{DeskError, OrderDesk};
 pub use sqlite::SqliteStore;
 pub use store::{
     Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, OrderStore,

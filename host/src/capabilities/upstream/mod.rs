@@ -76,6 +76,19 @@ impl UpstreamPolicy {
         )
     }
 
+    /// The client calls go through.
+    pub fn client(&self) -> &Arc<dyn UpstreamClient> {
+        &self.client
+    }
+
+    /// The same functions through another client (one that records what it sends, say).
+    pub fn with_client(&self, client: Arc<dyn UpstreamClient>) -> Self {
+        UpstreamPolicy {
+            functions: self.functions.clone(),
+            client,
+        }
+    }
+
     fn check(&self, request: &Request) -> Result<(), CallError> {
         if !self.functions.contains(&request.func) {
             return Err(CallError::NotAllowed(format!(
