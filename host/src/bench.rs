@@ -38,10 +38,14 @@ struct Native {
 }
 
 /// The router for `handler`.
-pub fn router(reseller: Arc<Reseller>, handler: Handler) -> Router {
+pub fn router(
+    reseller: Arc<Reseller>,
+    orders: Option<Arc<crate::orders::OrderDesk>>,
+    handler: Handler,
+) -> Router {
     let config = reseller.active().config().clone();
     match handler {
-        Handler::Plugin => crate::http::router(reseller),
+        Handler::Plugin => crate::http::app(reseller, orders),
         Handler::Native => {
             let native = native_catalogue(&config, reseller);
             Router::new()

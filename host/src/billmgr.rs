@@ -56,6 +56,11 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether `name` was given at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+
     /// The document format asked for; XML when absent.
     pub fn format(&self) -> Result<Format, BillmgrError> {
         match self.get("out") {

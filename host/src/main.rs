@@ -11,6 +11,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use reseller_host::bindings::pricing;
 use reseller_host::config::Config;
+use reseller_host::config::OrderMode;
+use reseller_host::orders::desk::Attempt;
+use reseller_host::orders::{ListFilter, OrderDesk, OrderId, OrderState};
 use reseller_host::runtime::Runtime;
 use reseller_host::{Reseller, check, http};
 use tracing_subscriber::EnvFilter;
@@ -71,6 +74,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Work with the orders in the order database (`orders.database`): list, show, and every
+    /// operation of the API. Prints JSON. Safe beside a running server on the same database.
+    Orders {
+        /// Configuration file (TOML); the embedded defaults when absent.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: OrdersCommand,
+    },
+    /// Upstream's prices: what the catalogue's costs are marked up from.
+    Prices {
+        /// Configuration file (TOML); the embedded defaults when absent.
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: PricesCommand,
+    },
     /// Make a running server read its configuration again and swap in its plugin, without a
     /// restart (the same as sending it SIGHUP). The old plugin keeps serving if the new one
     /// fails to load or to pass its check.
@@ -82,6 +102,88 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// List orders, newest first.
+    List {
+        /// Only orders in this state (new, paid, placing, placed, failed, in_doubt, cancelled,
+        /// removed).
+        #[arg(long)]
+        state: Option<OrderState>,
+        /// Only orders for this licence.
+        #[arg(long)]
+        licence: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show an order and its history (transitions and upstream calls).
+    Show {
+        /// The order ID.
+        id: OrderId,
+    },
+    /// The user paid: mark the order paid. In automatic mode, also place it now.
+    Paid {
+        /// The order ID.
+        id: OrderId,
+    },
+    /// An operator placed the order by hand, or found an in-doubt order upstream.
+    Placed {
+        /// The order ID.
+        id: OrderId,
+        /// The module's service ID upstream.
+        service_id: String,
+    },
+    /// Bind a placed module to another licence.
+    Rebind {
+        /// The order ID.
+        id: OrderId,
+        /// The new licence ID.
+        licence: String,
+        /// The new licence's IP.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
+    /// Renew a placed module.
+    Renew {
+        /// The order ID.
+        id: OrderId,
+        /// Months; the order's period when absent.
+        #[arg(long)]
+        period: Option<u16>,
+    },
+    /// Remove a placed module upstream.
+    Remove {
+        /// The order ID.
+        id: OrderId,
+    },
+    /// Cancel an order that is not placed (unpaid, paid and waiting, or failed).
+    Cancel {
+        /// The order ID.
+        id: OrderId,
+    },
+    /// Queue a failed order again, or an in-doubt one once you have checked upstream.
+    Retry {
+        /// The order ID.
+        id: OrderId,
+        /// You checked upstream: the module was not ordered. Required for an in-doubt order.
+        #[arg(long)]
+        absent_upstream: bool,
+    },
+    /// Try to place a paid order now (automatic mode).
+    Place {
+        /// The order ID.
+        id: OrderId,
+    },
+}
+
+#[derive(Subcommand)]
+enum PricesCommand {
+    /// Fetch upstream's prices (`pricelist.export` upstream, through the plugin) and make the
+    /// catalogue's costs follow them; kept in the order database for later starts.
+    Refresh,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -143,17 +245,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "price list ready"
             );
             let addr = listen.unwrap_or(active.config().server.listen);
+            let database = active.config().order_database();
+            let mode = active.config().order_mode();
             drop(active);
+            let desk = OrderDesk::open(reseller.clone())?;
+            let in_doubt = desk.recover()?;
+            tracing::info!(
+                database = %database.display(),
+                ?mode,
+                interrupted = in_doubt.len(),
+                "orders ready"
+            );
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
             rt.block_on(async move {
                 let listener = http::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 reload_on_hangup(reseller.clone());
+                tokio::spawn(desk.clone().run());
+                tokio::spawn(desk.clone().run_price_refresh());
                 #[cfg(feature = "bench")]
-                let app = reseller_host::bench::router(reseller, handler);
+                let app = reseller_host::bench::router(reseller, Some(desk), handler);
                 #[cfg(not(feature = "bench"))]
-                let app = http::router(reseller);
+                let app = http::app(reseller, Some(desk));
                 http::serve_router(listener, app, shutdown_signal())
                     .await
                     .context("the server failed")
@@ -193,6 +307,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(report.passed(), "{name}: a sample call faulted");
             Ok(())
         }
+        Command::Orders { config, command } => {
+            let desk = OrderDesk::open(Arc::new(load(config)?))?;
+            print_json(&orders(&desk, command)?)
+        }
+        Command::Prices { config, command } => match command {
+            PricesCommand::Refresh => {
+                let desk = OrderDesk::open(Arc::new(load(config)?))?;
+                print_json(&serde_json::to_value(desk.refresh_prices()?)?)
+            }
+        },
         Command::Reload { config, url } => {
             let config = Config::from_file(&config)?;
             let token = config
@@ -235,6 +359,72 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+const ACTOR: &str = "cli";
+
+fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json::Value> {
+    use reseller_host::api::order_json;
+    use serde_json::json;
+    let one = |order: reseller_host::orders::Order| json!({"order": order_json(&order)});
+    Ok(match command {
+        OrdersCommand::List {
+            state,
+            licence,
+            limit,
+        } => {
+            let filter = ListFilter {
+                state,
+                licence_id: licence,
+                limit,
+            };
+            let orders = desk.list(&filter)?;
+            json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()})
+        }
+        OrdersCommand::Show { id } => {
+            json!({"order": order_json(&desk.get(&id)?), "history": desk.history(&id)?})
+        }
+        OrdersCommand::Paid { id } => {
+            let marked = desk.mark_paid(&id, ACTOR)?;
+            let order = if marked.changed && desk.mode() == OrderMode::Automatic {
+                match desk.place(&id, ACTOR)? {
+                    Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => order,
+                }
+            } else {
+                marked.order
+            };
+            json!({"order": order_json(&order), "changed": marked.changed})
+        }
+        OrdersCommand::Placed { id, service_id } => {
+            one(desk.mark_placed(&id, &service_id, ACTOR)?)
+        }
+        OrdersCommand::Rebind { id, licence, ip } => one(desk.rebind(&id, &licence, ip, ACTOR)?),
+        OrdersCommand::Renew { id, period } => {
+            let months = match period {
+                Some(p) => p,
+                None => u16::try_from(desk.get(&id)?.period_months)?,
+            };
+            one(desk.renew(&id, months, ACTOR)?)
+        }
+        OrdersCommand::Remove { id } => one(desk.remove(&id, ACTOR)?),
+        OrdersCommand::Cancel { id } => one(desk.cancel(&id, ACTOR)?),
+        OrdersCommand::Retry {
+            id,
+            absent_upstream,
+        } => one(desk.retry(&id, absent_upstream, ACTOR)?),
+        OrdersCommand::Place { id } => match desk.place(&id, ACTOR)? {
+            Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => one(order),
+        },
+    })
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(value)?
+    )?;
+    Ok(())
 }
 
 /// Reloads the configuration on SIGHUP.

@@ -13,8 +13,13 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::http::AppState;
 use crate::runtime::Limit;
 use crate::service::{Active, Reseller};
+
+mod orders;
+
+pub use orders::order_json;
 
 /// An API error: HTTP status, stable code, message.
 #[derive(Debug)]
@@ -25,7 +30,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -49,17 +54,18 @@ impl IntoResponse for ApiError {
 }
 
 /// The API's routes, to be nested under `/api/v1`.
-pub fn routes() -> Router<Arc<Reseller>> {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/plugin", get(plugin_info))
         .route("/plugin/reload", post(reload))
+        .merge(orders::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
 }
 
 /// Checks the bearer token in constant time.
-fn authorize(active: &Active, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(active: &Active, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(crate::config::Secret(expected)) = &active.config().api.token else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
