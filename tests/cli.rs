@@ -8,7 +8,10 @@ use std::process::{Command, Output};
 use common::{BIN, Server, fixture, get};
 
 fn reseller(args: &[&str]) -> Output {
+    // A fresh working directory: `serve` on the defaults keeps its order database there.
+    let workdir = tempfile::tempdir().expect("a working directory");
     Command::new(BIN)
+        .current_dir(workdir.path())
         .args(args)
         .env_remove("RUST_BACKTRACE")
         .output()

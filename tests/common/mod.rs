@@ -24,13 +24,33 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// What the server logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    _workdir: Option<tempfile::TempDir>,
 }
 
 impl Server {
     /// Starts `reseller serve` on an ephemeral loopback port with `config` (or the defaults)
-    /// and waits until it says where it listens.
+    /// and waits until it says where it listens. It runs in a fresh working directory, where
+    /// the defaults keep their order database.
     pub fn start(config: Option<&Path>) -> Server {
+        let workdir = tempfile::tempdir().expect("a working directory");
+        // A shared fixture would keep its order database beside it: run a copy instead.
+        let copy = config.filter(|c| c.starts_with(fixture(""))).map(|c| {
+            let copy = workdir.path().join(c.file_name().expect("a file name"));
+            std::fs::copy(c, &copy).expect("copy the fixture");
+            copy
+        });
+        let config = copy.as_deref().or(config);
+        let mut server = Server::start_in(workdir.path(), config);
+        server._workdir = Some(workdir);
+        server
+    }
+
+    /// Starts `reseller serve` in working directory `dir`.
+    pub fn start_in(dir: &Path, config: Option<&Path>) -> Server {
         let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir);
         cmd.args(["serve", "--listen", "127.0.0.1:0"]);
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
@@ -44,9 +64,15 @@ impl Server {
             .expect("start reseller");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
         // Keep draining stderr so that the server never blocks on a full pipe.
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
@@ -59,7 +85,15 @@ impl Server {
         Server {
             child,
             base: format!("http://{addr}"),
+            log,
+            _workdir: None,
         }
+    }
+
+    /// Kills the server at once (SIGKILL): nothing of it runs after this returns.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The server's process ID.
