@@ -1072,3 +1072,32 @@ fn upstream_prices_become_the_catalogue_costs() {
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     assert_eq!(api.order(&id)["order"]["price"]["amount"], "6.0000");
 }
+
+#[test]
+fn the_example_configuration_runs_the_whole_flow() {
+    let setup = Setup::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/simulator.toml");
+    let text = std::fs::read_to_string(example).expect("the example");
+    let addr = setup.sim.addr().to_string();
+    assert!(text.contains("127.0.0.1:8090"));
+    let config = setup.dir.path().join("simulator.toml");
+    std::fs::write(&config, text.replace("127.0.0.1:8090", &addr)).expect("write");
+    let server = setup.start(&config);
+    let token = "walkthrough-token-0123456789";
+    let id = order_for(&server, "184431", "drweb-lite", 55361);
+    let api = Api { server: &server };
+    let (status, _) = api.call("POST", &format!("/orders/{id}/paid"), None, Some(token));
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = api.call("GET", &format!("/orders/{id}"), None, Some(token));
+        if body["order"]["state"] == "placed" {
+            assert_eq!(body["order"]["price"]["amount"], "3.6000");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(setup.count(PLACE), 1);
+    assert!(setup.dir.path().join("orders.sqlite3").exists());
+}
