@@ -21,6 +21,16 @@ use crate::capabilities::upstream::UpstreamClient;
 /// The longest excerpt of an answer kept in a call's record, in bytes.
 const EXCERPT_BYTES: usize = 300;
 
+/// Functions that change something upstream — and may charge the partner. A hook may send
+/// each of them once: a second `addition.order.param` in one placement could be a second
+/// order, whatever the plugin meant by it.
+pub const WRITES: &[&str] = &[
+    "addition.order.param",
+    "service.prolong",
+    "addition.edit",
+    "addition.delete",
+];
+
 /// How one call ended, as the host read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
@@ -69,8 +79,21 @@ impl UpstreamClient for Journal {
         params: &[(String, String)],
         timeout: Duration,
     ) -> Result<Response, CallError> {
+        let repeated_write = WRITES.contains(&func)
+            && self
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|s| s.func == func);
         let started = Instant::now();
-        let answer = self.inner.call(func, params, timeout);
+        let answer = if repeated_write {
+            Err(CallError::NotAllowed(format!(
+                "`{func}` is sent at most once per hook call"
+            )))
+        } else {
+            self.inner.call(func, params, timeout)
+        };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (outcome, http_status, detail) = match &answer {
             Ok(response) => {

@@ -3,15 +3,15 @@
 //!
 //! The rules, in order:
 //!
-//! 1. The plugin returned a service ID → **placed**.
-//! 2. No call may have reached upstream (none was made, or every one provably never left):
-//!    a typed refusal the plugin found itself (bad value, missing field, …) → **failed**;
-//!    anything else (not sent, a fault of the host, a plugin fault) → **retry** with backoff:
-//!    nothing can have been charged.
-//! 3. A call may have reached upstream:
+//! 1. No call may have reached upstream (none was made, or every one provably never left):
+//!    a service ID is not believed (nothing was ordered) → **failed**; so is a typed refusal
+//!    the plugin found itself (bad value, missing field, …); anything else (not sent, a fault
+//!    of the host, a plugin fault) → **retry** with backoff: nothing can have been charged.
+//! 2. A call may have reached upstream:
+//!    - the plugin returned a service ID → **placed**;
 //!    - a refusal (wrong credentials, bad value, missing field, insufficient balance, another
-//!      error document) → **failed**, but only if upstream's last answer was an error document
-//!      the host read itself; otherwise **in doubt**;
+//!      error document) → **failed**, but only if every answer that came from upstream was an
+//!      error document the host read itself; otherwise **in doubt**;
 //!    - anything else — not sent, in doubt, an unreadable answer, a plugin fault after the
 //!      call, an answer the plugin could not use — → **in doubt**. It is never re-sent
 //!      automatically: the partner might be charged twice.
@@ -44,15 +44,13 @@ pub fn settle_place(
         .iter()
         .filter(|s| s.outcome != CallOutcome::NotSent)
         .collect();
-    let last_refused = reached
-        .last()
-        .is_some_and(|s| s.outcome == CallOutcome::Refused);
+    let all_refused = reached.iter().all(|s| s.outcome == CallOutcome::Refused);
     match answer {
+        Ok(Ok(_)) if reached.is_empty() => Settlement::Failed(
+            "the plugin reported success without any request reaching upstream".to_owned(),
+        ),
         Ok(Ok(service_id)) => match check_name("service ID", &service_id) {
             Ok(()) => Settlement::Placed(service_id),
-            Err(why) if reached.is_empty() => Settlement::Failed(format!(
-                "the plugin answered without calling upstream, and {why}"
-            )),
             Err(why) => Settlement::InDoubt(format!(
                 "upstream was called but the plugin's answer is unusable: {why}"
             )),
@@ -73,12 +71,12 @@ pub fn settle_place(
                 } else {
                     Settlement::Retry(message)
                 }
-            } else if refusal && last_refused {
+            } else if refusal && all_refused {
                 Settlement::Failed(message)
             } else if refusal {
                 Settlement::InDoubt(format!(
-                    "the plugin reports a refusal ({message}), but upstream's last answer was \
-                     not an error document"
+                    "the plugin reports a refusal ({message}), but not every answer from \
+                     upstream was an error document"
                 ))
             } else {
                 Settlement::InDoubt(message)
@@ -122,6 +120,11 @@ mod tests {
         assert!(matches!(s, Settlement::InDoubt(_)), "{s:?}");
         let s = settle_place(Ok(Ok(String::new())), &[]);
         assert!(matches!(s, Settlement::Failed(_)), "{s:?}");
+        // A service ID without any request reaching upstream orders nothing.
+        for calls in [vec![], seen(&[NotSent])] {
+            let s = settle_place(Ok(Ok("100001".to_owned())), &calls);
+            assert!(matches!(s, Settlement::Failed(_)), "{s:?}");
+        }
     }
 
     #[test]
@@ -161,10 +164,16 @@ mod tests {
             let s = settle_place(Ok(Err(e.clone())), &seen(&[NotSent, Refused]));
             assert!(matches!(s, Settlement::Failed(_)), "{s:?}");
             // A plugin claiming a refusal while upstream answered a plain document, or nothing
-            // readable, may be wrong: the order may exist.
-            for last in [Succeeded, Unknown] {
-                let s = settle_place(Ok(Err(e.clone())), &seen(&[last]));
-                assert!(matches!(s, Settlement::InDoubt(_)), "{s:?}");
+            // readable, may be wrong: the order may exist — even if a later call was refused.
+            for calls in [
+                seen(&[Succeeded]),
+                seen(&[Unknown]),
+                seen(&[Succeeded, Refused]),
+                seen(&[Unknown, Refused]),
+                seen(&[Refused, Unknown, NotSent]),
+            ] {
+                let s = settle_place(Ok(Err(e.clone())), &calls);
+                assert!(matches!(s, Settlement::InDoubt(_)), "{calls:?}: {s:?}");
             }
         }
     }

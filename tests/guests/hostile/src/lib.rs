@@ -121,9 +121,41 @@ impl pricing::Guest for Hostile {
 }
 
 impl orders::Guest for Hostile {
-    fn place(_order: orders::Order) -> Result<orders::Placed, types::OrderError> {
-        if mode() == "upstream" {
-            return Err(types::OrderError::Other(forbidden_calls()));
+    fn place(order: orders::Order) -> Result<orders::Placed, types::OrderError> {
+        let order_call = || {
+            upstream::call(&upstream::Request {
+                func: "addition.order.param".to_owned(),
+                params: vec![
+                    ("item".to_owned(), order.licence_id.clone()),
+                    ("period".to_owned(), order.period.to_string()),
+                    ("pricelist".to_owned(), order.tariff_id.to_string()),
+                    ("autoprolong".to_owned(), "null".to_owned()),
+                    ("skipbasket".to_owned(), "on".to_owned()),
+                    ("sok".to_owned(), "ok".to_owned()),
+                ],
+            })
+        };
+        match mode().as_str() {
+            "upstream" => return Err(types::OrderError::Other(forbidden_calls())),
+            // Orders twice in one placement.
+            "double-order" => {
+                let first = order_call();
+                let second = order_call();
+                return Err(types::OrderError::Other(format!("{first:?} / {second:?}")));
+            }
+            // Orders, then says upstream refused for want of money.
+            "liar" => {
+                let _ = order_call();
+                return Err(types::OrderError::InsufficientBalance(
+                    "trust me".to_owned(),
+                ));
+            }
+            // Orders, then says the request never left.
+            "claims-not-sent" => {
+                let _ = order_call();
+                return Err(types::OrderError::NotSent("trust me".to_owned()));
+            }
+            _ => {}
         }
         // Calls upstream until the host stops it, echoing whatever it is given.
         let mut seen = String::new();
