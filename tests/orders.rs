@@ -8,6 +8,7 @@ mod common;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{BIN, Server};
@@ -776,11 +777,14 @@ fn paid_orders_queued_when_the_host_dies_are_placed_on_start() {
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while api.order(&id)["order"]["attempts"] != 1 {
-        assert!(Instant::now() < deadline, "no attempt");
+    loop {
+        let order = api.order(&id);
+        if order["order"]["attempts"] == 1 && order["order"]["state"] == "paid" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no attempt: {order}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(api.state(&id), "paid");
     server.kill();
 
     let sim = Simulator::start(("127.0.0.1", port), State::default()).expect("simulator");
@@ -880,6 +884,14 @@ fn the_api_refuses_bad_tokens_and_bad_input_clearly() {
         ),
         ("GET", "/orders?limit=0", None, 400, "invalid_request"),
         ("GET", "/orders?colour=red", None, 400, "invalid_request"),
+        (
+            "POST",
+            "/orders/{id}",
+            Some("{}"),
+            405,
+            "method_not_allowed",
+        ),
+        ("DELETE", "/orders", None, 405, "method_not_allowed"),
         (
             "POST",
             "/orders/{id}/placed",
@@ -1100,4 +1112,131 @@ fn the_example_configuration_runs_the_whole_flow() {
     }
     assert_eq!(setup.count(PLACE), 1);
     assert!(setup.dir.path().join("orders.sqlite3").exists());
+}
+
+/// A plugin may get the upstream call wrong, or lie about its outcome: the host's own reading
+/// decides. Through the library, as a billing system embedding the host would run it.
+#[test]
+fn a_plugin_cannot_order_twice_or_talk_an_order_out_of_doubt() {
+    use reseller_host::Reseller;
+    use reseller_host::config::Config;
+    use reseller_host::orders::desk::Attempt;
+    use reseller_host::orders::{Money, NewOrder, OrderDesk, OrderStore, SqliteStore};
+    use reseller_host::runtime::Runtime;
+
+    let hostile = env!("RESELLER_HOSTILE_WASM");
+    for mode in ["double-order", "liar", "claims-not-sent"] {
+        let setup = Setup::new();
+        let path = setup.config_for(
+            &setup.sim.billmgr_url(),
+            &format!("mode = \"{mode}\"\n[plugin]\npath = \"{hostile}\"\ncache = false\n"),
+        );
+        let config = Config::from_file(&path).expect("config");
+        let reseller = Arc::new(Reseller::new(Runtime::new(), config).expect("host"));
+        let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+        let desk = OrderDesk::new(reseller, store.clone(), store.clone()).expect("desk");
+        assert!(desk.become_placer().expect("the placer").is_empty());
+        let created = store
+            .create_or_reuse_new(&NewOrder {
+                licence_id: "184431".to_owned(),
+                licence_ip: None,
+                tariff_id: 55361,
+                service_name: "drweb-lite".to_owned(),
+                price: Money {
+                    amount_e4: 36_000,
+                    currency: "EUR".to_owned(),
+                },
+                period_months: 1,
+                autoprolong: false,
+            })
+            .expect("order");
+        let id = created.order.id;
+        assert!(desk.mark_paid(&id, "billing").expect("paid").changed);
+        let Attempt::Settled { order, retry } = desk.place(&id, "billing").expect("attempt") else {
+            panic!("{mode}: not claimed");
+        };
+        assert_eq!(order.state.as_str(), "in_doubt", "{mode}: {order:?}");
+        assert!(!retry, "{mode}");
+        assert_eq!(setup.count(PLACE), 1, "{mode}");
+        assert_eq!(setup.sim.sim().services().len(), 1, "{mode}");
+        // Nothing will send it again.
+        assert!(matches!(
+            desk.place(&id, "billing"),
+            Ok(Attempt::NotClaimed(_))
+        ));
+        assert_eq!(setup.count(PLACE), 1, "{mode}");
+    }
+}
+
+#[test]
+fn one_process_places_the_orders_of_a_database() {
+    let setup = Setup::new();
+    let config = setup.config("");
+    let server = setup.start(&config);
+    let api = Api { server: &server };
+
+    // A second server on the same database refuses to start, and changes nothing.
+    let second = Command::new(BIN)
+        .current_dir(setup.dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run a second server");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another process places the orders"),
+        "{stderr}"
+    );
+
+    // The CLI marks an order paid beside the server, which places it; placing from the CLI is
+    // refused while the server does it.
+    let id = order_for(&server, "184431", "drweb-lite", 55361);
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .current_dir(setup.dir.path())
+            .args(["orders", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("run the CLI")
+    };
+    let out = cli(&["paid", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(api.settled(&id)["order"]["state"], "placed");
+    let out = cli(&["place", &id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another process places"));
+    let out = cli(&["show", &id]);
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["order"]["state"], "placed");
+    assert_eq!(setup.count(PLACE), 1);
+}
+
+#[test]
+fn without_a_server_the_cli_places_the_order_itself() {
+    let setup = Setup::new();
+    let config = setup.config("");
+    let server = setup.start(&config);
+    let id = order_for(&server, "184432", "drweb-pro", 55362);
+    server.kill();
+    let out = Command::new(BIN)
+        .current_dir(setup.dir.path())
+        .args(["orders", "--config"])
+        .arg(&config)
+        .args(["paid", &id])
+        .output()
+        .expect("run the CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(answer["order"]["state"], "placed", "{answer}");
+    assert_eq!(setup.count(PLACE), 1);
 }

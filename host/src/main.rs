@@ -124,7 +124,8 @@ enum OrdersCommand {
         /// The order ID.
         id: OrderId,
     },
-    /// The user paid: mark the order paid. In automatic mode, also place it now.
+    /// The user paid: mark the order paid. In automatic mode it is placed now, or by the
+    /// running server.
     Paid {
         /// The order ID.
         id: OrderId,
@@ -172,7 +173,8 @@ enum OrdersCommand {
         #[arg(long)]
         absent_upstream: bool,
     },
-    /// Try to place a paid order now (automatic mode).
+    /// Try to place a paid order now (automatic mode; refused while a server places the
+    /// orders of this database, since it does that itself).
     Place {
         /// The order ID.
         id: OrderId,
@@ -249,7 +251,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mode = active.config().order_mode();
             drop(active);
             let desk = OrderDesk::open(reseller.clone())?;
-            let in_doubt = desk.recover()?;
+            // The one placer of this database; the orders a stopped one left placing are in doubt.
+            let in_doubt = desk.become_placer()?;
             tracing::info!(
                 database = %database.display(),
                 ?mode,
@@ -386,7 +389,12 @@ fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json
         }
         OrdersCommand::Paid { id } => {
             let marked = desk.mark_paid(&id, ACTOR)?;
-            let order = if marked.changed && desk.mode() == OrderMode::Automatic {
+            // Placed now unless a running server places the orders of this database: then its
+            // worker takes it within orders.poll_ms.
+            let order = if marked.changed
+                && desk.mode() == OrderMode::Automatic
+                && desk.become_placer().is_ok()
+            {
                 match desk.place(&id, ACTOR)? {
                     Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => order,
                 }
@@ -412,9 +420,12 @@ fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json
             id,
             absent_upstream,
         } => one(desk.retry(&id, absent_upstream, ACTOR)?),
-        OrdersCommand::Place { id } => match desk.place(&id, ACTOR)? {
-            Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => one(order),
-        },
+        OrdersCommand::Place { id } => {
+            desk.become_placer()?;
+            match desk.place(&id, ACTOR)? {
+                Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => one(order),
+            }
+        }
     })
 }
 

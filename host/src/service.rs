@@ -225,13 +225,12 @@ impl Reseller {
     }
 
     /// Makes the catalogue's costs follow `costs` (fetched from upstream), now and after every
-    /// reload, and swaps the result in. Returns how many modules changed.
+    /// reload, and swaps the result in. Returns how many modules changed. If the result does
+    /// not load or pass its check, nothing changes.
     pub fn set_upstream_costs(&self, costs: Vec<UpstreamCost>) -> Result<usize, ConfigError> {
+        let _one = lock(&self.reloading);
         let base = lock(&self.base).clone();
-        let (_, changed) = base.with_upstream_costs(&costs);
-        *lock(&self.upstream_costs) = costs;
-        self.swap(base)?;
-        Ok(changed)
+        Ok(self.swap_locked(base, Some(costs))?.1)
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -264,10 +263,16 @@ impl Reseller {
     /// Loads and checks `config`, then makes it the one that serves.
     pub fn swap(&self, config: Config) -> Result<Arc<Active>, ConfigError> {
         // One reload at a time: two racing ones would each compile, and the slower would win.
-        let _one = self
-            .reloading
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _one = lock(&self.reloading);
+        Ok(self.swap_locked(config, None)?.0)
+    }
+
+    /// [`swap`](Self::swap) with the reload lock held, applying `costs` (or the current ones).
+    fn swap_locked(
+        &self,
+        config: Config,
+        costs: Option<Vec<UpstreamCost>>,
+    ) -> Result<(Arc<Active>, usize), ConfigError> {
         let old = self.active();
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed; it takes effect at the next start");
@@ -275,12 +280,14 @@ impl Reseller {
         if config.orders.database != old.config.orders.database {
             tracing::warn!("orders.database changed; it takes effect at the next start");
         }
-        let (effective, _) = config.with_upstream_costs(&lock(&self.upstream_costs));
+        let costs = costs.unwrap_or_else(|| lock(&self.upstream_costs).clone());
+        let (effective, changed) = config.with_upstream_costs(&costs);
         let new = Arc::new(Active::load(&self.runtime, effective)?);
         *lock(&self.base) = config;
+        *lock(&self.upstream_costs) = costs;
         self.active.store(new.clone());
         tracing::info!(plugin = %new.plugin.name(), sha256 = new.plugin.sha256(), "configuration reloaded");
-        Ok(new)
+        Ok((new, changed))
     }
 }
 

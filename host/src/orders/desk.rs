@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -133,6 +133,24 @@ pub struct OrderDesk {
     orders: Arc<dyn OrderStore>,
     costs: Arc<dyn CostStore>,
     wake: tokio::sync::Notify,
+    /// The file whose lock makes this desk the database's one placer, if the store has a file.
+    lock_path: Option<PathBuf>,
+    /// Held while this desk is the placer.
+    placer: Mutex<Option<PlacerLock>>,
+}
+
+/// The lock that makes one desk the only one placing orders from a database: only the placer
+/// claims orders, so a `placing` order found when the lock is taken was left by a placer that
+/// stopped, and can be marked in doubt without racing a live request.
+#[derive(Debug)]
+enum PlacerLock {
+    /// An exclusive lock on a file beside the database, released when the process ends.
+    File {
+        /// Held open for the lock.
+        _file: std::fs::File,
+    },
+    /// A store without a file: only this process uses it.
+    InProcess,
 }
 
 impl OrderDesk {
@@ -140,28 +158,95 @@ impl OrderDesk {
     pub fn open(reseller: Arc<Reseller>) -> Result<Arc<OrderDesk>, DeskError> {
         let path = reseller.active().config().order_database();
         let store = Arc::new(open_store(&path)?);
-        OrderDesk::new(reseller, store.clone(), store)
+        let mut lock = path.into_os_string();
+        lock.push(".placer-lock");
+        OrderDesk::build(reseller, store.clone(), store, Some(PathBuf::from(lock)))
     }
 
     /// A desk over any stores; applies the upstream costs stored in `costs`.
+    ///
+    /// Stores without a file are taken to belong to this process alone: a multi-instance store
+    /// must come with its own way of electing the placer.
     pub fn new(
         reseller: Arc<Reseller>,
         orders: Arc<dyn OrderStore>,
         costs: Arc<dyn CostStore>,
     ) -> Result<Arc<OrderDesk>, DeskError> {
+        OrderDesk::build(reseller, orders, costs, None)
+    }
+
+    fn build(
+        reseller: Arc<Reseller>,
+        orders: Arc<dyn OrderStore>,
+        costs: Arc<dyn CostStore>,
+        lock_path: Option<PathBuf>,
+    ) -> Result<Arc<OrderDesk>, DeskError> {
         if let Some((stored, _)) = costs.upstream_costs()?
             && !stored.is_empty()
+            && let Err(e) = reseller.set_upstream_costs(stored)
         {
-            reseller
-                .set_upstream_costs(stored)
-                .map_err(|e| DeskError::Internal(format!("stored upstream costs: {e}")))?;
+            // The configured costs keep serving; a later refresh replaces the stored ones.
+            tracing::warn!("the stored upstream costs cannot be applied, so they are ignored: {e}");
         }
         Ok(Arc::new(OrderDesk {
             reseller,
             orders,
             costs,
             wake: tokio::sync::Notify::new(),
+            lock_path,
+            placer: Mutex::new(None),
         }))
+    }
+
+    /// Makes this desk the one that places orders from its database, if no other process
+    /// (a server, a CLI run) is; then marks orders a stopped placer left `placing` as in doubt
+    /// (their request may have reached upstream) and returns them. Placing — [`place`],
+    /// [`run`] — needs this first.
+    ///
+    /// [`place`]: Self::place
+    /// [`run`]: Self::run
+    pub fn become_placer(&self) -> Result<Vec<Order>, DeskError> {
+        let mut placer = self.placer.lock().unwrap_or_else(PoisonError::into_inner);
+        if placer.is_none() {
+            *placer = Some(match &self.lock_path {
+                None => PlacerLock::InProcess,
+                Some(path) => {
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(path)
+                        .map_err(|e| {
+                            DeskError::Internal(format!("cannot open {}: {e}", path.display()))
+                        })?;
+                    match file.try_lock() {
+                        Ok(()) => PlacerLock::File { _file: file },
+                        Err(std::fs::TryLockError::WouldBlock) => {
+                            return Err(DeskError::Unavailable(format!(
+                                "another process places the orders of this database (it holds {}): \
+                                 a running server places paid orders itself",
+                                path.display()
+                            )));
+                        }
+                        Err(std::fs::TryLockError::Error(e)) => {
+                            return Err(DeskError::Internal(format!(
+                                "cannot lock {}: {e}",
+                                path.display()
+                            )));
+                        }
+                    }
+                }
+            });
+        }
+        drop(placer);
+        self.recover()
+    }
+
+    fn is_placer(&self) -> bool {
+        self.placer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// The host this desk works for.
@@ -285,6 +370,7 @@ impl OrderDesk {
         service_id: &str,
         actor: &str,
     ) -> Result<Order, DeskError> {
+        let service_id = service_id.trim();
         let order = self.orders.get(id)?;
         match order.state {
             OrderState::Paid | OrderState::InDoubt => {}
@@ -301,7 +387,7 @@ impl OrderDesk {
             }
         }
         let change = Change::by(actor)
-            .with_service_id(service_id.trim())
+            .with_service_id(service_id)
             .with_note("placed by an operator");
         Ok(self
             .orders
@@ -468,14 +554,13 @@ impl OrderDesk {
         )?)
     }
 
-    /// One placement attempt for a paid order, now (automatic mode only).
+    /// One placement attempt for a paid order, now (automatic mode only, and only by the
+    /// placer: see [`become_placer`](Self::become_placer)).
     pub fn place(&self, id: &OrderId, actor: &str) -> Result<Attempt, DeskError> {
         self.attempt(id, actor, false)
     }
 
-    /// At start, before any placement: every order left `placing` by a stopped host becomes
-    /// `in_doubt` (its request may have reached upstream). Returns them.
-    pub fn recover(&self) -> Result<Vec<Order>, DeskError> {
+    fn recover(&self) -> Result<Vec<Order>, DeskError> {
         let interrupted = self.orders.mark_interrupted_in_doubt()?;
         for order in &interrupted {
             tracing::warn!(
@@ -521,31 +606,40 @@ impl OrderDesk {
                 })
             })
             .collect();
-        self.costs
-            .replace_upstream_costs(&costs)
-            .map_err(|e| DeskError::Upstream {
+        if let Err(e) = UpstreamCost::validate_all(&costs) {
+            return Err(DeskError::Upstream {
                 failure: UpstreamFailure::Refused,
-                message: format!("the plugin's upstream costs were refused: {e}"),
-            })?;
+                message: format!("the plugin's upstream costs are not usable: {e}"),
+            });
+        }
         let active = self.reseller.active();
-        let known: Vec<u64> = active
-            .config()
-            .catalogue
-            .modules
-            .iter()
-            .map(|m| active.config().tariff_id(m))
-            .collect();
-        drop(active);
         let mut unknown_tariffs: Vec<u64> = offers
             .iter()
             .map(|o| o.tariff_id)
-            .filter(|t| !known.contains(t))
+            .filter(|t| {
+                !active
+                    .config()
+                    .catalogue
+                    .modules
+                    .iter()
+                    .any(|m| active.config().tariff_id(m) == *t)
+            })
             .collect();
+        drop(active);
+        unknown_tariffs.sort_unstable();
         unknown_tariffs.dedup();
+        // Applied (and so checked by a price export) first, kept only if that worked: costs
+        // that cannot price are never stored.
         let modules_updated = self
             .reseller
             .set_upstream_costs(costs.clone())
-            .map_err(|e| DeskError::Internal(format!("applying upstream costs: {e}")))?;
+            .map_err(|e| DeskError::Upstream {
+                failure: UpstreamFailure::Refused,
+                message: format!(
+                    "upstream's costs cannot price the catalogue, so they are not used: {e}"
+                ),
+            })?;
+        self.costs.replace_upstream_costs(&costs)?;
         tracing::info!(
             costs = costs.len(),
             modules_updated,
@@ -564,11 +658,15 @@ impl OrderDesk {
     /// again after `retry_initial_ms`, doubling up to `retry_max_ms`, and marked failed after
     /// `max_attempts`. Does nothing in manual mode.
     ///
-    /// Call [`recover`](Self::recover) first.
+    /// Call [`become_placer`](Self::become_placer) first; without it this returns at once.
     ///
     /// [`mark_paid`]: Self::mark_paid
     /// [`retry`]: Self::retry
     pub async fn run(self: Arc<Self>) {
+        if !self.is_placer() {
+            tracing::error!("the placement worker needs the placer lock; no order is placed");
+            return;
+        }
         // Order → (not before, attempts whose request never left, in a row).
         let mut waiting: HashMap<OrderId, (Instant, u32)> = HashMap::new();
         loop {
@@ -578,16 +676,14 @@ impl OrderDesk {
             drop(active);
             if automatic {
                 let desk = self.clone();
-                let paid = tokio::task::spawn_blocking(move || {
-                    desk.orders.list(&ListFilter {
-                        state: Some(OrderState::Paid),
-                        licence_id: None,
-                        limit: 1000,
-                    })
-                })
-                .await;
-                let paid = match paid {
-                    Ok(Ok(paid)) => paid,
+                // Oldest first.
+                let paid =
+                    tokio::task::spawn_blocking(move || desk.orders.orders_to_resume()).await;
+                let paid: Vec<Order> = match paid {
+                    Ok(Ok(orders)) => orders
+                        .into_iter()
+                        .filter(|o| o.state == OrderState::Paid)
+                        .collect(),
                     Ok(Err(e)) => {
                         tracing::error!("cannot list paid orders: {e}");
                         Vec::new()
@@ -597,9 +693,10 @@ impl OrderDesk {
                         Vec::new()
                     }
                 };
-                waiting.retain(|id, _| paid.iter().any(|o| &o.id == id));
-                // Oldest first.
-                for order in paid.into_iter().rev() {
+                if !paid.is_empty() {
+                    waiting.retain(|id, _| paid.iter().any(|o| &o.id == id));
+                }
+                for order in paid {
                     let (not_before, tries) = waiting
                         .get(&order.id)
                         .copied()
@@ -619,7 +716,7 @@ impl OrderDesk {
                         Ok(Ok(Attempt::Settled { retry: true, .. })) => {
                             let delay = backoff(&settings, tries);
                             tracing::info!(order = %order.id, attempt = tries, ?delay, "not sent; will retry");
-                            waiting.insert(order.id, (Instant::now() + delay, tries));
+                            waiting.insert(order.id, (later(delay), tries));
                         }
                         Ok(Ok(Attempt::Settled { order, .. })) => {
                             tracing::info!(order = %order.id, state = %order.state, "placement settled");
@@ -631,7 +728,7 @@ impl OrderDesk {
                         Ok(Err(e)) => {
                             tracing::error!(order = %order.id, "placement: {e}");
                             let delay = backoff(&settings, tries);
-                            waiting.insert(order.id, (Instant::now() + delay, tries));
+                            waiting.insert(order.id, (later(delay), tries));
                         }
                         Err(e) => {
                             tracing::error!(order = %order.id, "the placement task failed: {e}")
@@ -704,6 +801,11 @@ impl OrderDesk {
                 "orders are placed by hand in manual mode: mark the order placed".to_owned(),
             ));
         }
+        if !self.is_placer() {
+            return Err(DeskError::Unavailable(
+                "this desk is not the placer of its database (become_placer)".to_owned(),
+            ));
+        }
         let order = match self.orders.transition(
             id,
             OrderState::Paid,
@@ -762,9 +864,28 @@ impl OrderDesk {
             ),
         };
         let retry = to == OrderState::Paid;
-        let order = self
-            .orders
-            .transition(id, OrderState::Placing, to, change)?;
+        // The outcome must not be lost: a busy or failing database gets a few more chances.
+        // If it never takes it, the order stays `placing`, and the next start marks it in doubt.
+        let mut wait = Duration::from_millis(100);
+        let order = loop {
+            match self
+                .orders
+                .transition(id, OrderState::Placing, to, change.clone())
+            {
+                Ok(order) => break order,
+                Err(e @ (StoreError::Database(_) | StoreError::SchemaTooNew { .. }))
+                    if wait < Duration::from_secs(5) =>
+                {
+                    tracing::warn!(order = %id, "recording the outcome ({to}) failed, retrying: {e}");
+                    std::thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(order = %id, "the outcome {to} of this placement could not be recorded: {e}");
+                    return Err(e.into());
+                }
+            }
+        };
         Ok(Attempt::Settled { order, retry })
     }
 
@@ -819,6 +940,13 @@ fn plugin_failure(fault: &Fault) -> DeskError {
         failure: UpstreamFailure::NotSent,
         message: format!("the plugin failed: {fault}"),
     }
+}
+
+/// `delay` from now, or as late as the clock goes.
+fn later(delay: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(delay)
+        .unwrap_or(now + Duration::from_secs(86_400))
 }
 
 /// The wait before attempt `tries + 1`.
