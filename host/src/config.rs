@@ -643,22 +643,40 @@ impl Config {
             if !url.contains("{order_id}") {
                 return err("checkout_url", "must contain {order_id}");
             }
+            if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return err(
+                    "checkout_url",
+                    "must not contain spaces or control characters",
+                );
+            }
         }
         if orders.period_months == 0
             || u32::from(orders.period_months) > crate::orders::MAX_PERIOD_MONTHS
         {
             return err("period_months", "expected 1 to 120 months");
         }
-        if orders.retry_initial_ms == 0
-            || orders.retry_max_ms < orders.retry_initial_ms
-            || orders.max_attempts == 0
-            || orders.poll_ms == 0
-        {
+        const DAY_MS: u64 = 86_400_000;
+        if !(1..=DAY_MS).contains(&orders.retry_initial_ms) {
+            return err("retry_initial_ms", "expected 1 to 86400000 (a day)");
+        }
+        if !(orders.retry_initial_ms..=DAY_MS).contains(&orders.retry_max_ms) {
             return err(
-                "retry_initial_ms",
-                "retries need a first wait above 0, a longest wait at least as long, \
-                 at least one attempt and a poll interval above 0",
+                "retry_max_ms",
+                "expected at least retry_initial_ms and at most 86400000 (a day)",
             );
+        }
+        if orders.max_attempts == 0 {
+            return err("max_attempts", "expected at least 1");
+        }
+        if !(1..=DAY_MS).contains(&orders.poll_ms) {
+            return err("poll_ms", "expected 1 to 86400000 (a day)");
+        }
+        if self.upstream.prices_refresh_minutes > 525_600 {
+            return Err(ConfigError::new(
+                &self.source,
+                "upstream.prices_refresh_minutes",
+                "expected at most 525600 (a year); 0 turns it off",
+            ));
         }
         if orders.database.as_os_str().is_empty() {
             return err("database", "must not be empty");
@@ -763,6 +781,88 @@ mod tests {
         assert_eq!(c.catalogue.region, Region::Eu);
         assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 55361);
         assert!(c.pricing_json().contains("\"markup_percent\":\"20\""));
+    }
+
+    #[test]
+    fn orders_settings_are_checked() {
+        let c = parse(MODULE).expect("config");
+        assert_eq!(c.order_mode(), OrderMode::Manual);
+        assert_eq!(
+            c.order_database(),
+            PathBuf::from("/etc/reseller-orders.sqlite3")
+        );
+        let upstream = "[upstream]\nurl = \"https://x/billmgr\"\nuser = \"u\"\npassword = \"p\"\n";
+        let c = parse(&format!("{MODULE}\n{upstream}")).expect("config");
+        assert_eq!(c.order_mode(), OrderMode::Automatic);
+        let c = parse(&format!(
+            "{MODULE}\n{upstream}[orders]\nmode = \"manual\"\n"
+        ))
+        .expect("config");
+        assert_eq!(c.order_mode(), OrderMode::Manual);
+        let cases = [
+            ("mode = \"automatic\"", "orders.mode"),
+            ("mode = \"sometimes\"", "orders.mode"),
+            (
+                "checkout_url = \"ftp://x/{order_id}\"",
+                "orders.checkout_url",
+            ),
+            ("checkout_url = \"https://x/pay\"", "orders.checkout_url"),
+            (
+                "checkout_url = \"https://x/pay?o={order_id}&\\tx\"",
+                "orders.checkout_url",
+            ),
+            ("period_months = 0", "orders.period_months"),
+            ("period_months = 121", "orders.period_months"),
+            ("retry_initial_ms = 0", "orders.retry_initial_ms"),
+            ("retry_max_ms = 1", "orders.retry_max_ms"),
+            ("retry_max_ms = 18446744073709551615", "orders.retry_max_ms"),
+            ("max_attempts = 0", "orders.max_attempts"),
+            ("poll_ms = 0", "orders.poll_ms"),
+            ("database = \"\"", "orders.database"),
+            ("colour = \"red\"", "orders"),
+        ];
+        for (line, key) in cases {
+            let e = parse(&format!("{MODULE}\n[orders]\n{line}\n")).expect_err(line);
+            assert!(e.key.starts_with(key), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn upstream_costs_replace_the_configured_ones() {
+        use crate::orders::UpstreamCost;
+        let c = parse(&format!(
+            "{MODULE}\n[[catalogue.modules]]\nintname = \"b\"\nadditionintname = \"B\"\nname = \"B\"\ntariff = {{ ru = 3, eu = 4 }}\ncost = {{ month = \"1\" }}\n"
+        ))
+        .expect("config");
+        let cost = |tariff_id, period_months, amount_e4, currency: &str| UpstreamCost {
+            tariff_id,
+            period_months,
+            amount_e4,
+            currency: currency.to_owned(),
+        };
+        let (same, changed) = c.with_upstream_costs(&[]);
+        assert_eq!(changed, 0);
+        assert_eq!(same.catalogue.modules[0].cost.month, Amount(105_000));
+        let (new, changed) = c.with_upstream_costs(&[
+            cost(1, 1, 120_000, "RUB"),
+            cost(1, 12, 1_200_000, "RUB"),
+            // Another region's tariff of module b: not this catalogue's.
+            cost(4, 1, 5, "RUB"),
+            // A year without a month changes nothing.
+            cost(3, 12, 7, "RUB"),
+        ]);
+        assert_eq!(changed, 1);
+        assert_eq!(new.catalogue.modules[0].cost.month, Amount(120_000));
+        assert_eq!(new.catalogue.modules[0].cost.year, Some(Amount(1_200_000)));
+        assert_eq!(new.catalogue.modules[0].currency, None);
+        assert_eq!(new.catalogue.modules[1].cost.month, Amount(10_000));
+        // Another currency is the module's own; a year in a third currency is dropped.
+        let (new, _) = c.with_upstream_costs(&[cost(3, 1, 9, "EUR"), cost(3, 12, 99, "USD")]);
+        assert_eq!(
+            new.catalogue.modules[1].currency,
+            Some(Currency("EUR".to_owned()))
+        );
+        assert_eq!(new.catalogue.modules[1].cost.year, None);
     }
 
     #[test]

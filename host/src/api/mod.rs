@@ -62,6 +62,13 @@ pub fn routes() -> Router<AppState> {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route takes another method (GET reads, POST acts)",
+            )
+        })
 }
 
 /// Checks the bearer token in constant time.
