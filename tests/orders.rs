@@ -861,6 +861,7 @@ fn the_api_refuses_bad_tokens_and_bad_input_clearly() {
         ),
         ("POST", "/orders/{id}/explode", Some("{}"), 404, "not_found"),
         ("GET", "/orders/not-an-id", None, 400, "invalid_order_id"),
+        ("GET", "/orders/%FF%FE", None, 400, "invalid_request"),
         (
             "GET",
             "/orders/01JQ3V6K8Z9X4N2B7C5D0E1F2G",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -72,6 +73,14 @@ fn desk(state: &AppState, headers: &HeaderMap) -> Result<Arc<OrderDesk>, ApiErro
             "this server keeps no orders",
         )
     })
+}
+
+fn bad_path(e: PathRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        format!("path: {e}"),
+    )
 }
 
 fn order_id(id: &str) -> Result<OrderId, ApiError> {
@@ -168,9 +177,10 @@ fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, ApiError
 async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let desk = desk(&state, &headers)?;
+    let Path(id) = path.map_err(bad_path)?;
     let id = order_id(&id)?;
     let (order, history) = blocking(move || Ok((desk.get(&id)?, desk.history(&id)?))).await?;
     Ok(Json(
@@ -214,10 +224,11 @@ const ACTOR: &str = "api";
 async fn act(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let desk = desk(&state, &headers)?;
+    let Path((id, action)) = path.map_err(bad_path)?;
     let id = order_id(&id)?;
     let answer = match action.as_str() {
         "paid" => {

@@ -188,6 +188,7 @@ impl OrderDesk {
             // The configured costs keep serving; a later refresh replaces the stored ones.
             tracing::warn!("the stored upstream costs cannot be applied, so they are ignored: {e}");
         }
+        warn_if_no_price_for_the_period(&reseller);
         Ok(Arc::new(OrderDesk {
             reseller,
             orders,
@@ -931,6 +932,35 @@ impl OrderDesk {
             tracing::error!(order = order.map(OrderId::as_str), "{fault}");
         }
         (result, journal.seen())
+    }
+}
+
+/// Says so in the log when no module of the price list has a price for the period a Buy
+/// orders: every Buy would be refused.
+fn warn_if_no_price_for_the_period(reseller: &Reseller) {
+    let active = reseller.active();
+    let config = active.config();
+    let months = config.orders.period_months;
+    let query = pricing::Query {
+        itemtype: "addition".to_owned(),
+        only_available: true,
+        pricelist: None,
+        format: pricing::Format::Xml,
+        lang: None,
+    };
+    let Ok(doc) = active.export_prices(&query) else {
+        return;
+    };
+    let priced = config
+        .catalogue
+        .modules
+        .iter()
+        .any(|m| price_in_list(&doc.body, config.tariff_id(m), months).is_some());
+    if !priced && !config.catalogue.modules.is_empty() {
+        tracing::warn!(
+            "orders.period_months = {months}, but no module of the price list has a price for \
+             {months} month(s): every Buy will be refused (see the plugin's periods)"
+        );
     }
 }
 
