@@ -217,17 +217,11 @@ async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
         }
         Ok(Err(e)) => {
             tracing::error!("recording a Buy redirect: {e}");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error_page("Something went wrong", "Please try again later."),
-            );
+            return failed_page();
         }
         Err(e) => {
             tracing::error!("the Buy redirect task failed: {e}");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error_page("Something went wrong", "Please try again later."),
-            );
+            return failed_page();
         }
     };
     let order = &created.order;
@@ -257,13 +251,9 @@ async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
 /// Fills a checkout URL template with an order's ID and price, percent-encoded.
 pub fn checkout_url(template: &str, order: &crate::orders::Order) -> String {
     let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    let amount = {
-        let abs = order.price.amount_e4.unsigned_abs();
-        format!("{}.{:04}", abs / 10_000, abs % 10_000)
-    };
     template
         .replace("{order_id}", &encode(order.id.as_str()))
-        .replace("{amount}", &encode(&amount))
+        .replace("{amount}", &encode(&order.price.amount()))
         .replace("{currency}", &encode(&order.price.currency))
 }
 
@@ -283,19 +273,21 @@ async fn order(State(state): State<AppState>, Path(id): Path<String>) -> Respons
         Ok(Err(DeskError::NotFound)) => not_found(),
         Ok(Err(e)) => {
             tracing::error!("showing an order: {e}");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error_page("Something went wrong", "Please try again later."),
-            )
+            failed_page()
         }
         Err(e) => {
             tracing::error!("the order page task failed: {e}");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                error_page("Something went wrong", "Please try again later."),
-            )
+            failed_page()
         }
     }
+}
+
+/// The page for a failure of the host: the details are in its log only.
+fn failed_page() -> Response {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        error_page("Something went wrong", "Please try again later."),
+    )
 }
 
 /// An HTML page for a browser: never cached, never framed, nothing loaded from elsewhere.

@@ -229,6 +229,12 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Reseller> {
     Ok(Reseller::new(runtime(&config), config)?)
 }
 
+/// The order desk over the configured database, and the host it loaded.
+fn open_desk(config: Option<PathBuf>) -> anyhow::Result<Arc<OrderDesk>> {
+    let config = Config::load(config.as_deref())?;
+    Ok(OrderDesk::open(runtime(&config), config)?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve {
@@ -237,7 +243,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             #[cfg(feature = "bench")]
             handler,
         } => {
-            let reseller = Arc::new(load(config)?);
+            let desk = open_desk(config)?;
+            let reseller = desk.reseller().clone();
             let active = reseller.active();
             tracing::info!(
                 plugin = %active.plugin().name(),
@@ -250,7 +257,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = active.config().order_database();
             let mode = active.config().order_mode();
             drop(active);
-            let desk = OrderDesk::open(reseller.clone())?;
             // The one placer of this database; the orders a stopped one left placing are in doubt.
             let in_doubt = desk.become_placer()?;
             tracing::info!(
@@ -311,12 +317,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Orders { config, command } => {
-            let desk = OrderDesk::open(Arc::new(load(config)?))?;
+            let desk = open_desk(config)?;
             print_json(&orders(&desk, command)?)
         }
         Command::Prices { config, command } => match command {
             PricesCommand::Refresh => {
-                let desk = OrderDesk::open(Arc::new(load(config)?))?;
+                let desk = open_desk(config)?;
                 print_json(&serde_json::to_value(desk.refresh_prices()?)?)
             }
         },

@@ -210,7 +210,18 @@ pub struct Reseller {
 impl Reseller {
     /// Loads and checks `config`.
     pub fn new(runtime: Runtime, config: Config) -> Result<Reseller, ConfigError> {
-        let active = Active::load(&runtime, config.clone())?;
+        Reseller::with_upstream_costs(runtime, config, Vec::new())
+    }
+
+    /// Loads and checks `config` with the catalogue's costs replaced by `costs` (fetched from
+    /// upstream earlier), which later reloads keep applying.
+    pub fn with_upstream_costs(
+        runtime: Runtime,
+        config: Config,
+        costs: Vec<UpstreamCost>,
+    ) -> Result<Reseller, ConfigError> {
+        let (effective, _) = config.with_upstream_costs(&costs);
+        let active = Active::load(&runtime, effective)?;
         // Rendering a price list is pure CPU: more at once than there are cores only adds
         // switching and memory, so requests past that wait their turn without a thread.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -220,7 +231,7 @@ impl Reseller {
             reloading: Mutex::new(()),
             pricing: tokio::sync::Semaphore::new(cores),
             base: Mutex::new(config),
-            upstream_costs: Mutex::new(Vec::new()),
+            upstream_costs: Mutex::new(costs),
         })
     }
 

@@ -41,8 +41,8 @@ impl From<DeskError> for ApiError {
                 UpstreamFailure::NotSent => (StatusCode::SERVICE_UNAVAILABLE, "upstream_not_sent"),
                 UpstreamFailure::InDoubt => (StatusCode::BAD_GATEWAY, "upstream_in_doubt"),
             },
-            DeskError::Internal(m) => {
-                tracing::error!("order API: {m}");
+            DeskError::Internal(_) | DeskError::Config(_) => {
+                tracing::error!("order API: {e}");
                 return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -57,9 +57,7 @@ impl From<DeskError> for ApiError {
 /// An order as the API shows it: the stored fields, with the price also as a decimal string.
 pub fn order_json(order: &Order) -> Value {
     let mut value = serde_json::to_value(order).unwrap_or_else(|_| json!({}));
-    let abs = order.price.amount_e4.unsigned_abs();
-    let sign = if order.price.amount_e4 < 0 { "-" } else { "" };
-    value["price"]["amount"] = json!(format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000));
+    value["price"]["amount"] = json!(order.price.amount());
     value
 }
 
@@ -136,7 +134,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let desk = desk(&state, &headers)?;
     let query = query.unwrap_or_default();
-    let q: ListQuery = serde_urlencoded_like(&query)?;
+    let q: ListQuery = query_as(&query)?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
     let filter = ListFilter {
         state: q
@@ -161,7 +159,7 @@ async fn list(
 }
 
 /// Parses a query string into `T` (unknown keys refused), with the API's error.
-fn serde_urlencoded_like<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+fn query_as<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let map: serde_json::Map<String, Value> = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
         .collect();

@@ -14,6 +14,18 @@ pub const MAX_LICENCE_LEN: usize = 64;
 /// The longest module service name accepted, in bytes.
 pub const MAX_MODULE_LEN: usize = 128;
 
+/// What [`is_licence_id`] accepts, in words.
+pub const LICENCE_RULE: &str = "a licence ID is letters, digits, `-`, `_` or `.`, at most 64";
+
+/// Whether `id` can be a panel's licence ID: 1 to [`MAX_LICENCE_LEN`] ASCII letters, digits,
+/// `-`, `_` or `.`.
+pub fn is_licence_id(id: &str) -> bool {
+    (1..=MAX_LICENCE_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// A Buy redirect's parameters, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuyRequest {
@@ -58,15 +70,8 @@ impl BuyRequest {
         if licence_id.is_empty() {
             return Err(bad("license", "missing"));
         }
-        if licence_id.len() > MAX_LICENCE_LEN
-            || !licence_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            return Err(bad(
-                "license",
-                "a licence ID is letters, digits, `-`, `_` or `.`, at most 64",
-            ));
+        if !is_licence_id(licence_id) {
+            return Err(bad("license", LICENCE_RULE));
         }
         let licence_ip = match get("ip").map(str::trim) {
             None | Some("") => None,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::buy::{BuyRequest, MAX_LICENCE_LEN, price_in_list};
+use super::buy::{BuyRequest, LICENCE_RULE, is_licence_id, price_in_list};
 use super::journal::{Journal, Seen};
 use super::settle::{Settlement, settle_place};
 use super::{
@@ -23,8 +23,8 @@ use super::{
 };
 use crate::bindings::{orders as hooks, pricing, types};
 use crate::capabilities::Grants;
-use crate::config::OrderMode;
-use crate::runtime::{Fault, HookCall, HookResult};
+use crate::config::{Config, ConfigError, OrderMode};
+use crate::runtime::{Fault, HookCall, HookResult, Runtime};
 use crate::service::{Reseller, order_error_message};
 
 /// How an upstream operation went wrong, for callers that branch on it.
@@ -67,6 +67,9 @@ pub enum DeskError {
         /// What happened, for the operator.
         message: String,
     },
+    /// The configuration cannot be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The database or the host failed.
     #[error("{0}")]
     Internal(String),
@@ -154,13 +157,33 @@ enum PlacerLock {
 }
 
 impl OrderDesk {
-    /// Opens the configured SQLite database and applies the upstream costs stored in it.
-    pub fn open(reseller: Arc<Reseller>) -> Result<Arc<OrderDesk>, DeskError> {
-        let path = reseller.active().config().order_database();
+    /// Opens the configured SQLite database and loads the host on `config`, with the upstream
+    /// costs stored in the database applied (once: the plugin is loaded and checked one time).
+    /// Stored costs that no longer price the catalogue are ignored, with a warning; a later
+    /// refresh replaces them.
+    pub fn open(runtime: Runtime, config: Config) -> Result<Arc<OrderDesk>, DeskError> {
+        let path = config.order_database();
         let store = Arc::new(open_store(&path)?);
+        let stored = store.upstream_costs()?.map(|(costs, _)| costs);
+        let reseller = match stored {
+            Some(costs) if !costs.is_empty() => {
+                Reseller::with_upstream_costs(runtime.clone(), config.clone(), costs).or_else(
+                    |e| {
+                        tracing::warn!("the stored upstream costs cannot be applied: {e}");
+                        Reseller::new(runtime, config)
+                    },
+                )?
+            }
+            _ => Reseller::new(runtime, config)?,
+        };
         let mut lock = path.into_os_string();
         lock.push(".placer-lock");
-        OrderDesk::build(reseller, store.clone(), store, Some(PathBuf::from(lock)))
+        Ok(OrderDesk::build(
+            Arc::new(reseller),
+            store.clone(),
+            store,
+            Some(PathBuf::from(lock)),
+        ))
     }
 
     /// A desk over any stores; applies the upstream costs stored in `costs`.
@@ -172,15 +195,6 @@ impl OrderDesk {
         orders: Arc<dyn OrderStore>,
         costs: Arc<dyn CostStore>,
     ) -> Result<Arc<OrderDesk>, DeskError> {
-        OrderDesk::build(reseller, orders, costs, None)
-    }
-
-    fn build(
-        reseller: Arc<Reseller>,
-        orders: Arc<dyn OrderStore>,
-        costs: Arc<dyn CostStore>,
-        lock_path: Option<PathBuf>,
-    ) -> Result<Arc<OrderDesk>, DeskError> {
         if let Some((stored, _)) = costs.upstream_costs()?
             && !stored.is_empty()
             && let Err(e) = reseller.set_upstream_costs(stored)
@@ -188,15 +202,24 @@ impl OrderDesk {
             // The configured costs keep serving; a later refresh replaces the stored ones.
             tracing::warn!("the stored upstream costs cannot be applied, so they are ignored: {e}");
         }
+        Ok(OrderDesk::build(reseller, orders, costs, None))
+    }
+
+    fn build(
+        reseller: Arc<Reseller>,
+        orders: Arc<dyn OrderStore>,
+        costs: Arc<dyn CostStore>,
+        lock_path: Option<PathBuf>,
+    ) -> Arc<OrderDesk> {
         warn_if_no_price_for_the_period(&reseller);
-        Ok(Arc::new(OrderDesk {
+        Arc::new(OrderDesk {
             reseller,
             orders,
             costs,
             wake: tokio::sync::Notify::new(),
             lock_path,
             placer: Mutex::new(None),
-        }))
+        })
     }
 
     /// Makes this desk the one that places orders from its database, if no other process
@@ -211,32 +234,9 @@ impl OrderDesk {
         if placer.is_none() {
             *placer = Some(match &self.lock_path {
                 None => PlacerLock::InProcess,
-                Some(path) => {
-                    let file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(path)
-                        .map_err(|e| {
-                            DeskError::Internal(format!("cannot open {}: {e}", path.display()))
-                        })?;
-                    match file.try_lock() {
-                        Ok(()) => PlacerLock::File { _file: file },
-                        Err(std::fs::TryLockError::WouldBlock) => {
-                            return Err(DeskError::Unavailable(format!(
-                                "another process places the orders of this database (it holds {}): \
-                                 a running server places paid orders itself",
-                                path.display()
-                            )));
-                        }
-                        Err(std::fs::TryLockError::Error(e)) => {
-                            return Err(DeskError::Internal(format!(
-                                "cannot lock {}: {e}",
-                                path.display()
-                            )));
-                        }
-                    }
-                }
+                Some(path) => PlacerLock::File {
+                    _file: lock_file(path)?,
+                },
             });
         }
         drop(placer);
@@ -290,17 +290,12 @@ impl OrderDesk {
             )));
         }
         let months = config.orders.period_months;
-        let query = pricing::Query {
-            itemtype: "addition".to_owned(),
-            only_available: true,
-            pricelist: Some(request.tariff_id),
-            format: pricing::Format::Xml,
-            lang: None,
-        };
-        let doc = active.export_prices(&query).map_err(|e| {
-            tracing::error!("pricing a Buy redirect: {e}");
-            DeskError::Unavailable("the price of this module cannot be computed now".to_owned())
-        })?;
+        let doc = active
+            .export_prices(&panel_query(Some(request.tariff_id)))
+            .map_err(|e| {
+                tracing::error!("pricing a Buy redirect: {e}");
+                DeskError::Unavailable("the price of this module cannot be computed now".to_owned())
+            })?;
         let price = price_in_list(&doc.body, request.tariff_id, months).ok_or_else(|| {
             DeskError::Unavailable(format!(
                 "{} has no price for {months} month(s) in the price list",
@@ -472,15 +467,8 @@ impl OrderDesk {
         actor: &str,
     ) -> Result<Order, DeskError> {
         let licence_id = licence_id.trim();
-        let valid = !licence_id.is_empty()
-            && licence_id.len() <= MAX_LICENCE_LEN
-            && licence_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid {
-            return Err(DeskError::Invalid(
-                "licence: a licence ID is letters, digits, `-`, `_` or `.`, at most 64".to_owned(),
-            ));
+        if !is_licence_id(licence_id) {
+            return Err(DeskError::Invalid(format!("licence: {LICENCE_RULE}")));
         }
         let (order, service_id) = self.placed(id)?;
         let note = format!(
@@ -941,14 +929,7 @@ fn warn_if_no_price_for_the_period(reseller: &Reseller) {
     let active = reseller.active();
     let config = active.config();
     let months = config.orders.period_months;
-    let query = pricing::Query {
-        itemtype: "addition".to_owned(),
-        only_available: true,
-        pricelist: None,
-        format: pricing::Format::Xml,
-        lang: None,
-    };
-    let Ok(doc) = active.export_prices(&query) else {
+    let Ok(doc) = active.export_prices(&panel_query(None)) else {
         return;
     };
     let priced = config
@@ -969,6 +950,39 @@ fn plugin_failure(fault: &Fault) -> DeskError {
     DeskError::Upstream {
         failure: UpstreamFailure::NotSent,
         message: format!("the plugin failed: {fault}"),
+    }
+}
+
+/// Takes the exclusive lock on `path`, creating it if needed, without waiting.
+fn lock_file(path: &Path) -> Result<std::fs::File, DeskError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| DeskError::Internal(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DeskError::Unavailable(format!(
+            "another process places the orders of this database (it holds {}): a running \
+             server places paid orders itself",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(DeskError::Internal(format!(
+            "cannot lock {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The panel's query for the orderable modules as XML: the whole list, or one module.
+fn panel_query(pricelist: Option<u64>) -> pricing::Query {
+    pricing::Query {
+        itemtype: "addition".to_owned(),
+        only_available: true,
+        pricelist,
+        format: pricing::Format::Xml,
+        lang: None,
     }
 }
 

@@ -183,20 +183,17 @@ fn scan_document(body: &[u8]) -> Option<Scan> {
     let mut error: Option<(String, String)> = None;
     let mut in_error_msg = false;
     loop {
-        match reader.read_event().ok()? {
-            Event::Start(e) | Event::Empty(e)
-                if depth == 0 && (root_seen || e.name().0 != "doc") =>
-            {
-                return None;
-            }
-            event @ (Event::Start(_) | Event::Empty(_)) => {
-                let (Event::Start(e) | Event::Empty(e)) = &event else {
-                    continue;
-                };
+        let event = reader.read_event().ok()?;
+        match &event {
+            Event::Start(e) | Event::Empty(e) => {
                 let opens = matches!(event, Event::Start(_));
+                let name = e.name().0;
                 if depth == 0 {
+                    if root_seen || name != "doc" {
+                        return None;
+                    }
                     root_seen = true;
-                } else if depth == 1 && e.name().0 == "error" && error.is_none() {
+                } else if depth == 1 && name == "error" && error.is_none() {
                     let kind = e
                         .try_get_attribute("type")
                         .ok()
@@ -204,7 +201,7 @@ fn scan_document(body: &[u8]) -> Option<Scan> {
                         .map(|a| a.value.into_owned())
                         .unwrap_or_default();
                     error = Some((kind, String::new()));
-                } else if depth == 2 && opens && e.name().0 == "msg" {
+                } else if depth == 2 && opens && name == "msg" {
                     in_error_msg = error.is_some();
                 }
                 if opens {

@@ -246,6 +246,13 @@ pub struct Money {
 }
 
 impl Money {
+    /// The amount with four decimals and no currency, e.g. `913.9286`.
+    pub fn amount(&self) -> String {
+        let sign = if self.amount_e4 < 0 { "-" } else { "" };
+        let abs = self.amount_e4.unsigned_abs();
+        format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000)
+    }
+
     /// Whether the currency code is three capital ASCII letters.
     pub fn has_valid_currency(&self) -> bool {
         self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())
@@ -254,15 +261,7 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.amount_e4 < 0 { "-" } else { "" };
-        let abs = self.amount_e4.unsigned_abs();
-        write!(
-            f,
-            "{sign}{}.{:04} {}",
-            abs / 10_000,
-            abs % 10_000,
-            self.currency
-        )
+        write!(f, "{} {}", self.amount(), self.currency)
     }
 }
 
