@@ -104,14 +104,44 @@ periods = [1, 12]
     fn count(&self, func: &str) -> usize {
         self.sim.sim().count(func)
     }
+
+    /// Runs `reseller ARGS --config CONFIG` in the setup's directory.
+    fn reseller(&self, config: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .current_dir(self.dir.path())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("run reseller")
+    }
+
+    /// Runs a CLI command that must succeed, and returns its JSON.
+    fn cli_json(&self, config: &Path, args: &[&str]) -> Value {
+        let out = self.reseller(config, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
 }
 
 /// The billing system's side of the API.
 struct Api<'a> {
     server: &'a Server,
+    token: &'a str,
 }
 
-impl Api<'_> {
+impl<'a> Api<'a> {
+    fn new(server: &'a Server) -> Self {
+        Api {
+            server,
+            token: TOKEN,
+        }
+    }
+
     fn call(
         &self,
         method: &str,
@@ -138,11 +168,11 @@ impl Api<'_> {
     }
 
     fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call("POST", path, Some(&body.to_string()), Some(TOKEN))
+        self.call("POST", path, Some(&body.to_string()), Some(self.token))
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
-        self.call("GET", path, None, Some(TOKEN))
+        self.call("GET", path, None, Some(self.token))
     }
 
     fn order(&self, id: &str) -> Value {
@@ -158,18 +188,24 @@ impl Api<'_> {
             .to_owned()
     }
 
-    /// Waits until the order leaves `paid` and `placing`, and returns it.
-    fn settled(&self, id: &str) -> Value {
+    /// Waits until the order (with its history) is as `done` wants it, and returns it.
+    fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let order = self.order(id);
-            let state = order["order"]["state"].as_str().unwrap_or_default();
-            if !matches!(state, "paid" | "placing") {
+            if done(&order) {
                 return order;
             }
-            assert!(Instant::now() < deadline, "still {state}: {order}");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(Instant::now() < deadline, "timed out at {order}");
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until the order leaves `paid` and `placing`, and returns it.
+    fn settled(&self, id: &str) -> Value {
+        self.wait_for(id, |o| {
+            !matches!(o["order"]["state"].as_str(), Some("paid" | "placing"))
+        })
     }
 
     fn paid(&self, id: &str) -> Value {
@@ -223,7 +259,7 @@ fn params_of(call: &upstream_sim::Call) -> Vec<(&str, &str)> {
 fn from_price_to_placed_exactly_once() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
 
     // The panel's price: 3.00 + 20 %, rounded up to 0.10.
     let prices = common::get(
@@ -341,7 +377,7 @@ fn from_price_to_placed_exactly_once() {
 fn racing_payments_place_one_order() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184432", "drweb-pro", 55362);
     let changed: Vec<bool> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -363,7 +399,7 @@ fn racing_payments_place_one_order() {
 fn each_upstream_fault_settles_in_the_right_state() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     // (fault, the state it must leave the order in). Faults that may follow a request upstream
     // carried out are in doubt: never re-sent.
     let cases = [
@@ -443,7 +479,7 @@ fn each_upstream_fault_settles_in_the_right_state() {
 fn an_in_doubt_order_retried_by_an_operator_is_placed() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     // A 502 before anything happened upstream: in doubt until an operator checks.
     setup
         .sim
@@ -472,7 +508,7 @@ fn refusals_fail_the_order_without_retrying() {
     state.account.balance = "0.5000".parse().expect("amount");
     let setup = Setup::with_state(state);
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     let settled = api.settled(&id);
@@ -515,7 +551,7 @@ fn wrong_credentials_fail_the_order() {
     )
     .expect("write");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     let settled = api.settled(&id);
@@ -547,26 +583,18 @@ fn requests_that_never_left_are_retried_until_they_succeed() {
         "[orders]\npoll_ms = 50\nretry_initial_ms = 200\nretry_max_ms = 400\nmax_attempts = 1000\n",
     );
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     // Upstream is down: the connection is refused, the order stays paid and is tried again.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let order = api.order(&id);
+    let order = api.wait_for(&id, |order| {
         assert!(
             matches!(order["order"]["state"].as_str(), Some("paid" | "placing")),
             "{order}"
         );
-        if order["order"]["attempts"].as_u64().unwrap_or(0) >= 2
-            && order["order"]["state"] == "paid"
-        {
-            assert!(order["history"].to_string().contains("not_sent"), "{order}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no retry: {order}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        order["order"]["attempts"].as_u64().unwrap_or(0) >= 2 && order["order"]["state"] == "paid"
+    });
+    assert!(order["history"].to_string().contains("not_sent"), "{order}");
     // Upstream comes back on that port: the order is placed, once.
     let sim = Simulator::start(("127.0.0.1", port), State::default()).expect("simulator");
     let settled = api.settled(&id);
@@ -584,7 +612,7 @@ fn requests_that_never_left_fail_after_the_last_attempt() {
         "[orders]\npoll_ms = 50\nretry_initial_ms = 50\nretry_max_ms = 100\nmax_attempts = 3\n",
     );
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     let settled = api.settled(&id);
@@ -599,26 +627,14 @@ fn manual_mode_sends_nothing_upstream() {
     let setup = Setup::new();
     let config = setup.config("mode = \"manual\"\n");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(api.state(&id), "paid");
 
     // The operator orders by hand, then records it — here with the CLI, beside the server.
-    let out = Command::new(BIN)
-        .current_dir(setup.dir.path())
-        .args(["orders", "--config"])
-        .arg(&config)
-        .args(["placed", &id, "777001"])
-        .output()
-        .expect("run the CLI");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let answer = setup.cli_json(&config, &["orders", "placed", &id, "777001"]);
     assert_eq!(answer["order"]["state"], "placed");
     assert_eq!(api.order(&id)["order"]["upstream_service_id"], "777001");
 
@@ -648,7 +664,7 @@ fn manual_mode_sends_nothing_upstream() {
 fn placed_modules_are_rebound_renewed_and_removed_upstream() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
     assert_eq!(api.settled(&id)["order"]["state"], "placed");
@@ -710,7 +726,7 @@ fn a_host_killed_while_placing_leaves_the_order_in_doubt_not_duplicated() {
     let setup = Setup::new();
     let config = setup.config("");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     // Upstream takes the order, then is slow to answer: the host dies while it waits.
     setup
         .sim
@@ -735,7 +751,7 @@ fn a_host_killed_while_placing_leaves_the_order_in_doubt_not_duplicated() {
     server.kill();
 
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let order = api.order(&id);
     assert_eq!(order["order"]["state"], "in_doubt", "{order}");
     assert!(
@@ -773,23 +789,17 @@ fn paid_orders_queued_when_the_host_dies_are_placed_on_start() {
         "[orders]\npoll_ms = 50\nretry_initial_ms = 600000\nretry_max_ms = 600000\n",
     );
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let order = api.order(&id);
-        if order["order"]["attempts"] == 1 && order["order"]["state"] == "paid" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no attempt: {order}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    api.wait_for(&id, |o| {
+        o["order"]["attempts"] == 1 && o["order"]["state"] == "paid"
+    });
     server.kill();
 
     let sim = Simulator::start(("127.0.0.1", port), State::default()).expect("simulator");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let settled = api.settled(&id);
     assert_eq!(settled["order"]["state"], "placed", "{settled}");
     std::thread::sleep(Duration::from_millis(300));
@@ -800,7 +810,7 @@ fn paid_orders_queued_when_the_host_dies_are_placed_on_start() {
 fn the_api_refuses_bad_tokens_and_bad_input_clearly() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
 
     for token in [None, Some("wrong-token-0123456789abcdef"), Some("")] {
@@ -944,7 +954,7 @@ fn without_a_token_the_api_is_off() {
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace(&format!("token = \"{TOKEN}\""), "")).expect("write");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let (status, body) = api.call("GET", "/orders", None, Some(TOKEN));
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -956,7 +966,7 @@ fn without_a_token_the_api_is_off() {
 fn bad_buy_redirects_are_explained_and_record_nothing() {
     let setup = Setup::new();
     let server = setup.start(&setup.config(""));
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let cases = [
         ("license=184431&module_id=55361", 400, "module"),
         ("module=drweb-lite&module_id=55361", 400, "license"),
@@ -1030,19 +1040,7 @@ fn upstream_prices_become_the_catalogue_costs() {
     let setup = Setup::new();
     let config = setup.config("");
     // The CLI fetches upstream's prices into the database…
-    let out = Command::new(BIN)
-        .current_dir(setup.dir.path())
-        .args(["prices", "--config"])
-        .arg(&config)
-        .arg("refresh")
-        .output()
-        .expect("run the CLI");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let refresh: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let refresh = setup.cli_json(&config, &["prices", "refresh"]);
     assert_eq!(refresh["modules_updated"], 3, "{refresh}");
     assert_eq!(setup.count("pricelist.export"), 1);
 
@@ -1068,7 +1066,7 @@ fn upstream_prices_become_the_catalogue_costs() {
         .expect("tariff");
     tariff.prices[0].cost = "5.0000".parse().expect("amount");
     setup.sim.sim().set_state(state).expect("state");
-    let api = Api { server: &server };
+    let api = Api::new(&server);
     let (status, body) = api.post("/prices/refresh", json!({}));
     assert_eq!(status, 200, "{body}");
     let prices = common::get(
@@ -1096,21 +1094,14 @@ fn the_example_configuration_runs_the_whole_flow() {
     let config = setup.dir.path().join("simulator.toml");
     std::fs::write(&config, text.replace("127.0.0.1:8090", &addr)).expect("write");
     let server = setup.start(&config);
-    let token = "walkthrough-token-0123456789";
     let id = order_for(&server, "184431", "drweb-lite", 55361);
-    let api = Api { server: &server };
-    let (status, _) = api.call("POST", &format!("/orders/{id}/paid"), None, Some(token));
-    assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = api.call("GET", &format!("/orders/{id}"), None, Some(token));
-        if body["order"]["state"] == "placed" {
-            assert_eq!(body["order"]["price"]["amount"], "3.6000");
-            break;
-        }
-        assert!(Instant::now() < deadline, "{body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let api = Api {
+        server: &server,
+        token: "walkthrough-token-0123456789",
+    };
+    api.paid(&id);
+    let placed = api.wait_for(&id, |o| o["order"]["state"] == "placed");
+    assert_eq!(placed["order"]["price"]["amount"], "3.6000");
     assert_eq!(setup.count(PLACE), 1);
     assert!(setup.dir.path().join("orders.sqlite3").exists());
 }
@@ -1174,15 +1165,10 @@ fn one_process_places_the_orders_of_a_database() {
     let setup = Setup::new();
     let config = setup.config("");
     let server = setup.start(&config);
-    let api = Api { server: &server };
+    let api = Api::new(&server);
 
     // A second server on the same database refuses to start, and changes nothing.
-    let second = Command::new(BIN)
-        .current_dir(setup.dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run a second server");
+    let second = setup.reseller(&config, &["serve", "--listen", "127.0.0.1:0"]);
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -1193,27 +1179,12 @@ fn one_process_places_the_orders_of_a_database() {
     // The CLI marks an order paid beside the server, which places it; placing from the CLI is
     // refused while the server does it.
     let id = order_for(&server, "184431", "drweb-lite", 55361);
-    let cli = |args: &[&str]| {
-        Command::new(BIN)
-            .current_dir(setup.dir.path())
-            .args(["orders", "--config"])
-            .arg(&config)
-            .args(args)
-            .output()
-            .expect("run the CLI")
-    };
-    let out = cli(&["paid", &id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    setup.cli_json(&config, &["orders", "paid", &id]);
     assert_eq!(api.settled(&id)["order"]["state"], "placed");
-    let out = cli(&["place", &id]);
+    let out = setup.reseller(&config, &["orders", "place", &id]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another process places"));
-    let out = cli(&["show", &id]);
-    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let shown = setup.cli_json(&config, &["orders", "show", &id]);
     assert_eq!(shown["order"]["state"], "placed");
     assert_eq!(setup.count(PLACE), 1);
 }
@@ -1225,19 +1196,7 @@ fn without_a_server_the_cli_places_the_order_itself() {
     let server = setup.start(&config);
     let id = order_for(&server, "184432", "drweb-pro", 55362);
     server.kill();
-    let out = Command::new(BIN)
-        .current_dir(setup.dir.path())
-        .args(["orders", "--config"])
-        .arg(&config)
-        .args(["paid", &id])
-        .output()
-        .expect("run the CLI");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let answer = setup.cli_json(&config, &["orders", "paid", &id]);
     assert_eq!(answer["order"]["state"], "placed", "{answer}");
     assert_eq!(setup.count(PLACE), 1);
 }
