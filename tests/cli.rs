@@ -1,11 +1,9 @@
 //! The `reseller` command line: the printed price list, help, and refusals of bad configuration.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{BIN, Server, fixture, get};
+use crate::common::{BIN, Server, fixture, get};
 
 fn reseller(args: &[&str]) -> Output {
     // A fresh working directory: `serve` on the defaults keeps its order database there.

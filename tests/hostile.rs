@@ -13,10 +13,11 @@ use reseller_host::bindings::upstream::{CallError, Response};
 use reseller_host::capabilities::Grants;
 use reseller_host::capabilities::upstream::{UpstreamClient, UpstreamPolicy};
 use reseller_host::config::{Config, Source};
-use reseller_host::runtime::{Fault, Limit, LimitHit, Limits, LoadError, LoadedPlugin, Runtime};
+use reseller_host::limits::{Limit, LimitHit, Limits};
+use reseller_host::runtime::{Fault, LoadError, LoadedPlugin, Runtime};
 
-const HOSTILE: &[u8] = include_bytes!(env!("RESELLER_HOSTILE_WASM"));
-const INCOMPATIBLE: &[u8] = include_bytes!(env!("RESELLER_INCOMPATIBLE_WASM"));
+const HOSTILE: &[u8] = reseller_test_artifacts::HOSTILE;
+const INCOMPATIBLE: &[u8] = reseller_test_artifacts::INCOMPATIBLE;
 
 /// Records what reaches "upstream" and answers with an empty document.
 #[derive(Default)]
@@ -87,7 +88,10 @@ fn order() -> Order {
 }
 
 fn export_fault(plugin: &LoadedPlugin, mode: &str) -> Fault {
-    match plugin.export_prices(&grants(mode, Arc::default()), &query()) {
+    match plugin
+        .export_prices(&grants(mode, Arc::default()), &query())
+        .0
+    {
         Err(fault) => fault,
         Ok(answer) => panic!("{mode}: answered {answer:?}"),
     }
@@ -174,6 +178,7 @@ fn forbidden_upstream_requests_never_leave_the_host() {
     // While pricing, nothing at all.
     let answer = plugin
         .export_prices(&grants("upstream", recorder.clone()), &query())
+        .0
         .expect("no fault");
     match answer {
         Err(PricingError::Other(seen)) => {
@@ -189,6 +194,7 @@ fn forbidden_upstream_requests_never_leave_the_host() {
     let order = order();
     match plugin
         .place(&grants("upstream", recorder.clone()), &order)
+        .0
         .expect("no fault")
     {
         Err(OrderError::Other(seen)) => {
@@ -224,6 +230,7 @@ fn an_order_hook_that_keeps_calling_upstream_is_stopped_at_its_limit() {
     let order = order();
     let fault = plugin
         .place(&grants("", recorder.clone()), &order)
+        .0
         .expect_err("stopped");
     let hit = limit_hit(fault);
     assert_eq!(
@@ -239,7 +246,7 @@ fn the_guest_sees_no_environment_arguments_or_input() {
     assert!(std::env::vars().next().is_some());
     let answer =
         hostile(Limits::default()).export_prices(&grants("snoop", Arc::default()), &query());
-    match answer.expect("no fault") {
+    match answer.0.expect("no fault") {
         Err(PricingError::Other(seen)) => assert_eq!(seen, r#"env=[] args=[] stdin=Ok(0):"""#),
         other => panic!("{other:?}"),
     }
@@ -271,7 +278,7 @@ fn a_component_of_a_later_compatible_version_is_served() {
     let plugin = LoadedPlugin::load(
         &Runtime::new(),
         "newer",
-        include_bytes!(env!("RESELLER_NEWER_MINOR_WASM")),
+        reseller_test_artifacts::NEWER_MINOR,
         Limits::default(),
     )
     .expect("a 0.1.1 plugin loads in a 0.1.0 host");
@@ -285,6 +292,7 @@ fn a_component_of_a_later_compatible_version_is_served() {
     );
     let doc = plugin
         .export_prices(&grants("", Arc::default()), &query())
+        .0
         .expect("no fault")
         .expect("a document");
     assert_eq!(doc.body, b"<doc><!-- 0.1.1 plugin:  --></doc>");

@@ -3,15 +3,13 @@
 //! paid → exactly one `addition.order.param` → placed; every way upstream can fail; manual
 //! mode; rebind, renew, remove; a host killed in the middle of placement; the API's refusals.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server};
+use crate::common::{BIN, Server};
 use serde_json::{Value, json};
 use upstream_sim::{Fault, FaultSpec, Simulator, State};
 
@@ -262,7 +260,7 @@ fn from_price_to_placed_exactly_once() {
     let api = Api::new(&server);
 
     // The panel's price: 3.00 + 20 %, rounded up to 0.10.
-    let prices = common::get(
+    let prices = crate::common::get(
         &server.url("/billmgr?func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml"),
     );
     assert!(
@@ -274,7 +272,7 @@ fn from_price_to_placed_exactly_once() {
     );
 
     let id = order_for(&server, "184431", "drweb-lite", 55361);
-    let page = common::get(&server.url(&format!("/order/{id}")));
+    let page = crate::common::get(&server.url(&format!("/order/{id}")));
     assert_eq!(page.status, 200);
     assert!(page.content_type.starts_with("text/html"));
     assert!(
@@ -1012,9 +1010,9 @@ fn bad_buy_redirects_are_explained_and_record_nothing() {
     let (_, list) = api.get("/orders");
     assert_eq!(list["orders"], json!([]));
     // An order page for nothing.
-    let page = common::get(&server.url("/order/01JQ3V6K8Z9X4N2B7C5D0E1F2G"));
+    let page = crate::common::get(&server.url("/order/01JQ3V6K8Z9X4N2B7C5D0E1F2G"));
     assert_eq!(page.status, 404);
-    let page = common::get(&server.url("/order/%3Cx%3E"));
+    let page = crate::common::get(&server.url("/order/%3Cx%3E"));
     assert_eq!(page.status, 404);
 }
 
@@ -1046,7 +1044,7 @@ fn upstream_prices_become_the_catalogue_costs() {
 
     // …and a server started on it prices from them: upstream's 3.50 + 20 % = 4.20.
     let server = setup.start(&config);
-    let prices = common::get(
+    let prices = crate::common::get(
         &server.url("/billmgr?func=pricelist.export&itemtype=addition&pricelist=55361"),
     );
     assert!(
@@ -1069,7 +1067,7 @@ fn upstream_prices_become_the_catalogue_costs() {
     let api = Api::new(&server);
     let (status, body) = api.post("/prices/refresh", json!({}));
     assert_eq!(status, 200, "{body}");
-    let prices = common::get(
+    let prices = crate::common::get(
         &server.url("/billmgr?func=pricelist.export&itemtype=addition&pricelist=55361"),
     );
     assert!(
@@ -1112,11 +1110,12 @@ fn the_example_configuration_runs_the_whole_flow() {
 fn a_plugin_cannot_order_twice_or_talk_an_order_out_of_doubt() {
     use reseller_host::Reseller;
     use reseller_host::config::Config;
-    use reseller_host::orders::desk::Attempt;
-    use reseller_host::orders::{Money, NewOrder, OrderDesk, OrderStore, SqliteStore};
+    use reseller_host::money::{Money, Months};
+    use reseller_host::orders::placement::Attempt;
+    use reseller_host::orders::{NewOrder, OrderDesk, OrderStore, SqliteStore};
     use reseller_host::runtime::Runtime;
 
-    let hostile = env!("RESELLER_HOSTILE_WASM");
+    let hostile = reseller_test_artifacts::HOSTILE_PATH;
     for mode in ["double-order", "liar", "claims-not-sent"] {
         let setup = Setup::new();
         let path = setup.config_for(
@@ -1134,11 +1133,8 @@ fn a_plugin_cannot_order_twice_or_talk_an_order_out_of_doubt() {
                 licence_ip: None,
                 tariff_id: 55361,
                 service_name: "drweb-lite".to_owned(),
-                price: Money {
-                    amount_e4: 36_000,
-                    currency: "EUR".to_owned(),
-                },
-                period_months: 1,
+                price: Money::from_units(36_000, "EUR").expect("money"),
+                period: Months::MONTH,
                 autoprolong: false,
             })
             .expect("order");

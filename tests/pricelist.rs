@@ -1,9 +1,7 @@
 //! The panel's `pricelist.export` against the real binary and the real component, over a real
 //! loopback socket.
 
-mod common;
-
-use common::{Answer, Server, fixture, get, post_form, request, xml_error};
+use crate::common::{Answer, Server, fixture, get, post_form, request, xml_error};
 
 /// A server on the test catalogue; each test has its own, stopped when it ends.
 fn server() -> Server {

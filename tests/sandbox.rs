@@ -1,8 +1,9 @@
 //! What the component may reach: its imports are exactly the granted set, and a component that
 //! asks for more, or does not fit the world, does not load.
 
-use reseller_host::runtime::{Limits, LoadError, LoadedPlugin, Runtime};
-use reseller_host::service::BUILTIN_PLUGIN;
+use reseller_host::limits::Limits;
+use reseller_host::reseller::BUILTIN_PLUGIN;
+use reseller_host::runtime::{LoadError, LoadedPlugin, Runtime};
 
 fn load(bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
     LoadedPlugin::load(&Runtime::new(), "test", bytes, Limits::default())
@@ -185,6 +186,7 @@ mod orders {
         });
         let placed = plugin
             .place(&grants(fake.clone(), &["addition.order.param"]), &order())
+            .0
             .expect("no fault")
             .expect("placed");
         assert_eq!(placed.service_id, "777");
@@ -218,6 +220,7 @@ mod orders {
         });
         let outcome = plugin
             .remove(&grants(fake.clone(), &["pricelist.export"]), "777")
+            .0
             .expect("no fault");
         assert!(matches!(outcome, Err(OrderError::Other(m)) if m.contains("addition.delete")));
         assert!(fake.calls.lock().expect("lock").is_empty());
@@ -232,6 +235,7 @@ mod orders {
         });
         let outcome = plugin
             .place(&grants(fake, &["addition.order.param"]), &order())
+            .0
             .expect("no fault");
         assert!(
             matches!(outcome, Err(OrderError::InDoubt(_))),
@@ -316,7 +320,7 @@ mod cache {
         // Code from the cache answers exactly like freshly compiled code.
         let grants = |plugin: &LoadedPlugin| reseller_host::capabilities::Grants {
             plugin: plugin.name().clone(),
-            catalogue: std::sync::Arc::new(reseller_host::bindings::snapshot(
+            catalogue: std::sync::Arc::new(reseller_host::convert::snapshot(
                 &reseller_host::config::Config::embedded().expect("defaults"),
                 1,
             )),
@@ -336,6 +340,7 @@ mod cache {
         let fresh = super::load(BUILTIN_PLUGIN).expect("loads");
         let answer = |p: &LoadedPlugin| {
             p.export_prices(&grants(p), &query)
+                .0
                 .expect("no fault")
                 .expect("prices")
                 .body
@@ -362,7 +367,7 @@ mod swap {
             Source::Embedded,
         )
         .expect("charm config");
-        charm.plugin.path = Some(env!("RESELLER_CHARM_WASM").into());
+        charm.plugin.path = Some(reseller_test_artifacts::CHARM_PATH.into());
         charm.plugin.cache = false;
         let reseller = Reseller::new(Runtime::new(), markup).expect("reseller");
         let query = Query {

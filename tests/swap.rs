@@ -1,17 +1,15 @@
 //! Swapping the logic: digest pinning, the compiled-code cache, hot swap by API, CLI and
 //! signal (a failed swap keeps the old plugin serving), and `reseller check`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{BIN, Server, fixture, get};
+use crate::common::{BIN, Server, fixture, get};
 
 const BUILTIN: &str = env!("RESELLER_PLUGIN_WASM");
-const CHARM: &str = env!("RESELLER_CHARM_WASM");
-const HOSTILE: &str = env!("RESELLER_HOSTILE_WASM");
+const CHARM: &str = reseller_test_artifacts::CHARM_PATH;
+const HOSTILE: &str = reseller_test_artifacts::HOSTILE_PATH;
 const TOKEN: &str = "test-token-0123456789";
 const PANEL: &str = "/billmgr?func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml";
 
@@ -275,7 +273,7 @@ fn check_reports_each_hook_and_what_it_used() {
     );
     assert!(report.contains("result   FAILED"), "{report}");
 
-    let out = reseller(&["check", env!("RESELLER_INCOMPATIBLE_WASM")]);
+    let out = reseller(&["check", reseller_test_artifacts::INCOMPATIBLE_PATH]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("billing:reseller@1.0.0"),

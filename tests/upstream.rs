@@ -14,12 +14,13 @@ use reseller_host::capabilities::Grants;
 use reseller_host::capabilities::upstream::UpstreamPolicy;
 use reseller_host::capabilities::upstream::http::HttpUpstream;
 use reseller_host::config::{Secret, UpstreamConfig};
-use reseller_host::runtime::{Fault, Limits, LoadedPlugin, Runtime};
-use reseller_host::service::BUILTIN_PLUGIN;
+use reseller_host::limits::Limits;
+use reseller_host::reseller::BUILTIN_PLUGIN;
+use reseller_host::runtime::{Fault, LoadedPlugin, Runtime};
 use upstream_sim::{Fault as SimFault, FaultSpec, Simulator, State};
 
 const PASSWORD: &str = "pw-Zx81/distinct&secret";
-const HOSTILE: &[u8] = include_bytes!(env!("RESELLER_HOSTILE_WASM"));
+const HOSTILE: &[u8] = reseller_test_artifacts::HOSTILE;
 
 fn upstream_config(url: String) -> UpstreamConfig {
     UpstreamConfig {
@@ -115,6 +116,7 @@ fn the_built_in_plugin_places_exactly_one_order_upstream() {
             &grants(client(sim.billmgr_url()), "{}"),
             &order("184431", 55361),
         )
+        .0
         .expect("no fault")
         .expect("placed");
     assert_eq!(sim.sim().count("addition.order.param"), 1);
@@ -152,6 +154,7 @@ fn upstream_errors_reach_the_plugin_typed() {
             &grants(client(sim.billmgr_url()), "{}"),
             &order("999", 55361),
         )
+        .0
         .expect("no fault");
     assert!(
         matches!(&unknown, Err(OrderError::InvalidValue(f)) if f.field == "item"),
@@ -166,6 +169,7 @@ fn upstream_errors_reach_the_plugin_typed() {
     .expect("configured");
     let refused = plugin
         .place(&grants(wrong, "{}"), &order("184431", 55361))
+        .0
         .expect("no fault");
     assert!(matches!(refused, Err(OrderError::Auth(_))), "{refused:?}");
     assert!(sim.sim().services().is_empty());
@@ -185,6 +189,7 @@ fn a_refused_connection_is_not_sent_and_a_cut_one_is_in_doubt() {
     drop(closed);
     let outcome = plugin
         .place(&grants(client(url), "{}"), &order("184431", 55361))
+        .0
         .expect("no fault");
     match outcome {
         Err(OrderError::NotSent(m)) => {
@@ -206,6 +211,7 @@ fn a_refused_connection_is_not_sent_and_a_cut_one_is_in_doubt() {
             &grants(client(sim.billmgr_url()), "{}"),
             &order("184431", 55361),
         )
+        .0
         .expect("no fault");
     assert!(
         matches!(outcome, Err(OrderError::InDoubt(_))),
@@ -225,6 +231,7 @@ fn a_refused_connection_is_not_sent_and_a_cut_one_is_in_doubt() {
             &grants(client(sim.billmgr_url()), "{}"),
             &order("184431", 55361),
         )
+        .0
         .expect("no fault");
     assert!(
         matches!(&slow, Err(OrderError::InDoubt(m)) if m.contains("in time")),
@@ -280,6 +287,7 @@ fn credentials_never_reach_the_plugin_the_log_or_an_error() {
     // The hostile plugin calls upstream and logs every answer it is given, until its limit.
     let fault = plugin
         .place(&grants(client(url), "{}"), &order("184431", 55361))
+        .0
         .expect_err("stopped at its limit");
 
     let upstream_saw = String::from_utf8_lossy(&received.lock().expect("lock")).into_owned();

@@ -14,16 +14,16 @@ use reseller_host::bindings::{Plugin, pricing};
 use reseller_host::capabilities::upstream::UpstreamPolicy;
 use reseller_host::capabilities::{self, CallState, Grants, Hook};
 use reseller_host::config::{Config, Source};
-use reseller_host::runtime::limits::Limiter;
-use reseller_host::runtime::{Limits, LoadedPlugin, Runtime};
-use reseller_host::service::BUILTIN_PLUGIN;
+use reseller_host::limits::{Limiter, Limits};
+use reseller_host::reseller::BUILTIN_PLUGIN;
+use reseller_host::runtime::{LoadedPlugin, Runtime};
 use reseller_plugin::PricingPolicy;
 use reseller_plugin::model;
 use reseller_plugin::policy::Markup;
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker};
 
-const HOSTILE: &[u8] = include_bytes!(env!("RESELLER_HOSTILE_WASM"));
+const HOSTILE: &[u8] = reseller_test_artifacts::HOSTILE;
 
 /// The benchmark catalogue of `n` modules (bench/catalogue.sh), without the code cache.
 fn config(n: usize) -> Config {
@@ -52,7 +52,7 @@ fn query() -> pricing::Query {
 fn grants(config: &Config, plugin: &LoadedPlugin) -> Grants {
     Grants {
         plugin: plugin.name().clone(),
-        catalogue: Arc::new(reseller_host::bindings::snapshot(config, 1)),
+        catalogue: Arc::new(reseller_host::convert::snapshot(config, 1)),
         upstream: Arc::new(UpstreamPolicy::not_configured()),
     }
 }
@@ -67,6 +67,7 @@ fn price_export(c: &mut Criterion) {
     let q = query();
     let expected = plugin
         .export_prices(&grants, &q)
+        .0
         .expect("no fault")
         .expect("prices")
         .body;
@@ -122,6 +123,7 @@ fn price_export(c: &mut Criterion) {
             black_box(
                 plugin
                     .export_prices(&grants, &q)
+                    .0
                     .expect("no fault")
                     .expect("prices")
                     .body
@@ -141,6 +143,7 @@ fn price_export(c: &mut Criterion) {
             black_box(
                 unpooled
                     .export_prices(&grants, &q)
+                    .0
                     .expect("no fault")
                     .expect("prices")
                     .body
@@ -187,6 +190,7 @@ fn fixed_cost(c: &mut Criterion) {
         b.iter(|| {
             empty
                 .rebind(&grants, "1", "2")
+                .0
                 .expect("no fault")
                 .expect("done")
         })

@@ -14,10 +14,11 @@ use reseller_plugin::model::{self, Offer};
 use reseller_plugin::policy::Markup;
 
 use crate::billmgr::{BillmgrError, Params};
-use crate::bindings::{self, pricing};
+use crate::bindings::pricing;
 use crate::config::Config;
+use crate::convert::snapshot;
 use crate::http::{answer_error, document};
-use crate::service::Reseller;
+use crate::reseller::Reseller;
 
 /// Which server to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -87,7 +88,7 @@ fn native_catalogue(config: &Config, reseller: Arc<Reseller>) -> Native {
 
 /// The configuration's catalogue and pricing settings as the native logic takes them.
 pub fn native_offers(config: &Config) -> (Vec<Offer>, String) {
-    let snapshot = bindings::snapshot(config, 1);
+    let snapshot = snapshot(config, 1);
     let offers = snapshot
         .offers
         .into_iter()

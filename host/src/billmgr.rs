@@ -116,6 +116,18 @@ impl Params {
     }
 }
 
+/// Whether `content_type` is one of `format`'s: a plugin may not answer the panel with, say, an
+/// HTML page.
+pub fn content_type_matches(format: Format, content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    match format {
+        Format::Xml => {
+            media.eq_ignore_ascii_case("text/xml") || media.eq_ignore_ascii_case("application/xml")
+        }
+        Format::Json => media.eq_ignore_ascii_case("application/json"),
+    }
+}
+
 /// An error answered as a BILLmanager error document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BillmgrError {
@@ -206,18 +218,6 @@ impl BillmgrError {
             object: "path".to_owned(),
             value: None,
             message: "No such page; BILLmanager calls go to /billmgr".to_owned(),
-        }
-    }
-
-    /// The plugin answered something other than the document asked for.
-    pub fn content_type_of(format: Format, content_type: &str) -> bool {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        match format {
-            Format::Xml => {
-                media.eq_ignore_ascii_case("text/xml")
-                    || media.eq_ignore_ascii_case("application/xml")
-            }
-            Format::Json => media.eq_ignore_ascii_case("application/json"),
         }
     }
 
@@ -369,24 +369,15 @@ mod tests {
 
     #[test]
     fn only_the_asked_format_passes() {
-        assert!(BillmgrError::content_type_of(
-            Format::Xml,
-            "text/xml; charset=utf-8"
-        ));
-        assert!(BillmgrError::content_type_of(
-            Format::Xml,
-            "application/XML"
-        ));
-        assert!(BillmgrError::content_type_of(
+        assert!(content_type_matches(Format::Xml, "text/xml; charset=utf-8"));
+        assert!(content_type_matches(Format::Xml, "application/XML"));
+        assert!(content_type_matches(
             Format::Json,
             "application/json; charset=utf-8"
         ));
-        assert!(!BillmgrError::content_type_of(Format::Xml, "text/html"));
-        assert!(!BillmgrError::content_type_of(
-            Format::Xml,
-            "application/json"
-        ));
-        assert!(!BillmgrError::content_type_of(Format::Json, "text/xml"));
-        assert!(!BillmgrError::content_type_of(Format::Json, ""));
+        assert!(!content_type_matches(Format::Xml, "text/html"));
+        assert!(!content_type_matches(Format::Xml, "application/json"));
+        assert!(!content_type_matches(Format::Json, "text/xml"));
+        assert!(!content_type_matches(Format::Json, ""));
     }
 }

@@ -1,6 +1,5 @@
-//! The contract's generated types, and the one place they meet the host's own.
-
-use crate::config::Config;
+//! The contract's generated types: the one `bindgen!` of the host. Conversions between them and
+//! the host's own types live in [`crate::convert`].
 
 #[expect(missing_docs, reason = "generated; the WIT carries the documentation")]
 mod generated {
@@ -22,47 +21,3 @@ pub const PACKAGE: &str = "billing:reseller@0.1.0";
 pub const PACKAGE_NAME: &str = "billing:reseller";
 /// The package's version.
 pub const VERSION: &str = "0.1.0";
-
-/// The catalogue as the plugin receives it, built once per configuration.
-pub fn snapshot(config: &Config, version: u64) -> catalogue::Snapshot {
-    let offers = config
-        .catalogue
-        .modules
-        .iter()
-        .map(|m| {
-            let currency = m
-                .currency
-                .as_ref()
-                .unwrap_or(&config.catalogue.currency)
-                .0
-                .clone();
-            let money = |units| types::Money {
-                units,
-                currency: currency.clone(),
-            };
-            let mut upstream_costs = vec![types::PeriodCost {
-                months: 1,
-                cost: money(m.cost.month.0),
-            }];
-            if let Some(year) = m.cost.year {
-                upstream_costs.push(types::PeriodCost {
-                    months: 12,
-                    cost: money(year.0),
-                });
-            }
-            types::Offer {
-                tariff_id: config.tariff_id(m),
-                intname: m.intname.clone(),
-                additionintname: m.additionintname.clone(),
-                name: m.name.clone(),
-                upstream_costs,
-                orderable: m.orderable,
-            }
-        })
-        .collect();
-    catalogue::Snapshot {
-        version,
-        offers,
-        settings: config.pricing_json(),
-    }
-}

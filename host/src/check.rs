@@ -11,10 +11,11 @@ use quick_xml::events::BytesText;
 
 use crate::bindings::upstream::{CallError, Response};
 use crate::bindings::{orders, pricing, types};
+use crate::capabilities::Grants;
 use crate::capabilities::upstream::{UpstreamClient, UpstreamPolicy};
-use crate::capabilities::{Grants, upstream::DEFAULT_FUNCTIONS};
-use crate::config::Config;
-use crate::runtime::{Fault, HookCall, HookResult, LoadError, LoadedPlugin, Runtime, Usage};
+use crate::config::{Config, DEFAULT_FUNCTIONS};
+use crate::convert::{order_error_message, pricing_message, snapshot};
+use crate::runtime::{Called, LoadError, LoadedPlugin, Runtime, Usage};
 
 /// One sample call and how it went.
 pub struct Sample {
@@ -76,13 +77,8 @@ fn upstream_pricelist(config: &Config) -> Vec<u8> {
     let mut w = Writer::new(Vec::new());
     let _ = w.create_element("doc").write_inner_content(|w| {
         for module in &config.catalogue.modules {
-            let currency = module
-                .currency
-                .as_ref()
-                .unwrap_or(&config.catalogue.currency)
-                .0
-                .as_str();
-            let cost = rust_decimal::Decimal::new(module.cost.month.0, 4).to_string();
+            let currency = config.currency_of(module).as_str();
+            let cost = module.cost.month.to_string();
             w.create_element("pricelist").write_inner_content(|w| {
                 w.create_element("id")
                     .write_text_content(BytesText::new(&config.tariff_id(module).to_string()))?;
@@ -114,7 +110,7 @@ pub fn check(
     config: &Config,
 ) -> Result<Report, LoadError> {
     let plugin = LoadedPlugin::load(runtime, name, bytes, config.plugin.limits.clone())?;
-    let snapshot = crate::bindings::snapshot(config, 1);
+    let snapshot = snapshot(config, 1);
     let first_id = snapshot.offers.first().map_or(1, |o| o.tariff_id);
     let client = Arc::new(CannedUpstream {
         pricelist: upstream_pricelist(config),
@@ -135,76 +131,86 @@ pub fn check(
         lang: None,
     };
     use pricing::Format::{Json, Xml};
-    let calls = [
+    let exports = [
         (
             "export-prices: the panel's query (xml)",
-            HookCall::ExportPrices(query("addition", true, None, Xml)),
+            query("addition", true, None, Xml),
         ),
         (
             "export-prices: every module (json)",
-            HookCall::ExportPrices(query("addition", false, None, Json)),
+            query("addition", false, None, Json),
         ),
         (
             "export-prices: one module",
-            HookCall::ExportPrices(query("addition", true, Some(first_id), Xml)),
+            query("addition", true, Some(first_id), Xml),
         ),
         (
             "export-prices: unknown module",
-            HookCall::ExportPrices(query("addition", true, Some(u64::MAX), Xml)),
+            query("addition", true, Some(u64::MAX), Xml),
         ),
         (
             "export-prices: itemtype=soft",
-            HookCall::ExportPrices(query("soft", true, None, Xml)),
+            query("soft", true, None, Xml),
         ),
-        (
-            "place",
-            HookCall::Place(orders::Order {
-                id: "check-1".to_owned(),
-                licence_id: "100001".to_owned(),
-                licence_ip: Some("192.0.2.1".to_owned()),
-                tariff_id: first_id,
-                period: 1,
-                autoprolong: true,
-                price: types::Money {
-                    units: 10_000,
-                    currency: "EUR".to_owned(),
-                },
-            }),
-        ),
-        (
-            "rebind",
-            HookCall::Rebind {
-                service_id: "1001".to_owned(),
-                licence_id: "100002".to_owned(),
-            },
-        ),
-        (
-            "renew",
-            HookCall::Renew {
-                service_id: "1001".to_owned(),
-                period: 1,
-            },
-        ),
-        (
-            "remove",
-            HookCall::Remove {
-                service_id: "1001".to_owned(),
-            },
-        ),
-        ("upstream-costs", HookCall::UpstreamCosts),
     ];
-    let samples = calls
-        .into_iter()
-        .map(|(label, call)| {
-            let (result, usage) = plugin.invoke(&grants, &call);
-            Sample {
-                label: label.to_owned(),
-                fault: result.is_err(),
-                outcome: describe(&result),
-                usage,
-            }
+    let document =
+        |doc: &pricing::Document| format!("{} bytes of {}", doc.body.len(), doc.content_type);
+    let done = |(): &()| "done".to_owned();
+    let mut samples: Vec<Sample> = exports
+        .iter()
+        .map(|(label, q)| {
+            sample(
+                label,
+                plugin.export_prices(&grants, q),
+                document,
+                pricing_message,
+            )
         })
         .collect();
+    let order = orders::Order {
+        id: "check-1".to_owned(),
+        licence_id: "100001".to_owned(),
+        licence_ip: Some("192.0.2.1".to_owned()),
+        tariff_id: first_id,
+        period: 1,
+        autoprolong: true,
+        price: types::Money {
+            units: 10_000,
+            currency: "EUR".to_owned(),
+        },
+    };
+    samples.extend([
+        sample(
+            "place",
+            plugin.place(&grants, &order),
+            |p| format!("placed as service {}", p.service_id),
+            order_error_message,
+        ),
+        sample(
+            "rebind",
+            plugin.rebind(&grants, "1001", "100002"),
+            done,
+            order_error_message,
+        ),
+        sample(
+            "renew",
+            plugin.renew(&grants, "1001", 1),
+            done,
+            order_error_message,
+        ),
+        sample(
+            "remove",
+            plugin.remove(&grants, "1001"),
+            done,
+            order_error_message,
+        ),
+        sample(
+            "upstream-costs",
+            plugin.upstream_costs(&grants),
+            |costs| format!("{} modules priced upstream", costs.len()),
+            order_error_message,
+        ),
+    ]);
     Ok(Report {
         name: name.to_owned(),
         size: bytes.len(),
@@ -215,21 +221,23 @@ pub fn check(
     })
 }
 
-fn describe(result: &Result<HookResult, Fault>) -> String {
-    match result {
-        Err(fault) => format!("FAULT: {fault}"),
-        Ok(HookResult::Document(Ok(doc))) => {
-            format!("{} bytes of {}", doc.body.len(), doc.content_type)
-        }
-        Ok(HookResult::Document(Err(e))) => {
-            format!("error: {}", crate::service::pricing_message(e))
-        }
-        Ok(HookResult::Placed(Ok(placed))) => format!("placed as service {}", placed.service_id),
-        Ok(HookResult::Done(Ok(()))) => "done".to_owned(),
-        Ok(HookResult::Costs(Ok(costs))) => format!("{} modules priced upstream", costs.len()),
-        Ok(HookResult::Placed(Err(e)) | HookResult::Done(Err(e)) | HookResult::Costs(Err(e))) => {
-            format!("error: {e:?}")
-        }
+/// One sample call, described: its answer, its business error, or its fault.
+fn sample<T, E>(
+    label: &str,
+    (result, usage): Called<Result<T, E>>,
+    ok: impl FnOnce(&T) -> String,
+    err: impl FnOnce(&E) -> String,
+) -> Sample {
+    let (outcome, fault) = match &result {
+        Err(fault) => (format!("FAULT: {fault}"), true),
+        Ok(Ok(value)) => (ok(value), false),
+        Ok(Err(e)) => (format!("error: {}", err(e)), false),
+    };
+    Sample {
+        label: label.to_owned(),
+        outcome,
+        fault,
+        usage,
     }
 }
 

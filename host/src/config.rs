@@ -9,18 +9,26 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use rust_decimal::Decimal;
-
-use crate::capabilities::upstream::DEFAULT_FUNCTIONS;
-use crate::runtime::Limits;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
+
+use crate::limits::Limits;
+use crate::money::{Amount, Currency, Money, Months, UpstreamCost};
 
 /// The embedded default configuration.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
 
 /// Where the embedded defaults are said to come from in messages.
 pub const DEFAULTS_NAME: &str = "<embedded defaults>";
+
+/// The upstream functions a plugin may call when `upstream.functions` names none: the order
+/// flow's.
+pub const DEFAULT_FUNCTIONS: &[&str] = &[
+    "addition.order.param",
+    "addition.edit",
+    "service.prolong",
+    "addition.delete",
+    "pricelist.export",
+];
 
 /// A configuration that could not be read, named by file and key.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +44,22 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error about `key` in the configuration `source`.
-    pub fn new(source: &Source, key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(source: &Source, key: impl Into<String>, message: impl fmt::Display) -> Self {
         ConfigError {
             file: source.name(),
             key: key.into(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
 
 /// Where a configuration came from: file paths in it are relative to its folder.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub enum Source {
     /// A file.
     File(PathBuf),
     /// The embedded defaults.
+    #[default]
     Embedded,
 }
 
@@ -97,54 +106,35 @@ pub struct Config {
     #[serde(default)]
     pub pricing: toml::Table,
     /// Where the configuration came from.
-    #[serde(skip, default = "embedded")]
+    #[serde(skip)]
     pub source: Source,
-}
-
-fn embedded() -> Source {
-    Source::Embedded
 }
 
 /// `[server]`
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// Address to listen on.
-    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// The longest query string (and form body) accepted, in bytes.
-    #[serde(default = "default_max_query_bytes")]
     pub max_query_bytes: usize,
     /// Price lists kept once rendered, per configuration and plugin; 0 renders every request.
-    #[serde(default = "default_answer_cache")]
     pub answer_cache: usize,
 }
 
 impl Default for Server {
     fn default() -> Self {
         Server {
-            listen: default_listen(),
-            max_query_bytes: default_max_query_bytes(),
-            answer_cache: default_answer_cache(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_query_bytes: 4096,
+            answer_cache: 256,
         }
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8080))
-}
-
-fn default_max_query_bytes() -> usize {
-    4096
-}
-
-fn default_answer_cache() -> usize {
-    256
-}
-
 /// `[plugin]`
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct PluginConfig {
     /// A component file; without it the plugin built into the host serves.
     pub path: Option<PathBuf>,
@@ -152,15 +142,12 @@ pub struct PluginConfig {
     pub sha256: Option<String>,
     /// Instantiate from a pool of pre-reserved slots (faster; reserves address space for
     /// `limits.concurrent_calls` instances).
-    #[serde(default = "yes")]
     pub pooling: bool,
     /// Cache compiled code on disk, so that a restart does not recompile.
-    #[serde(default = "yes")]
     pub cache: bool,
     /// Where; by default `$XDG_CACHE_HOME/ispmanager-reseller` or `~/.cache/ispmanager-reseller`.
     pub cache_dir: Option<PathBuf>,
     /// Bounds on every call into the plugin.
-    #[serde(default)]
     pub limits: Limits,
 }
 
@@ -196,7 +183,7 @@ impl PluginConfig {
 /// `[upstream]`: the partner's account in ispmanager's client area, and what plugins may ask
 /// of it. Without a `url`, nothing is ever sent upstream.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// The BILLmanager API endpoint, e.g. `https://api-eu.ispmanager.com/billmgr`.
     pub url: Option<String>,
@@ -207,19 +194,14 @@ pub struct UpstreamConfig {
     /// The name of an environment variable holding the password.
     pub password_env: Option<String>,
     /// The longest one call may take, in milliseconds (a plugin's remaining budget may cut it).
-    #[serde(default = "default_upstream_timeout_ms")]
     pub timeout_ms: u64,
     /// The longest connecting may take, in milliseconds.
-    #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// The largest answer read, in bytes; a longer one reaches the plugin marked truncated.
-    #[serde(default = "default_max_answer_bytes")]
     pub max_answer_bytes: usize,
     /// The BILLmanager functions a plugin may call.
-    #[serde(default = "default_functions")]
     pub functions: Vec<String>,
     /// Fetch upstream's prices every this many minutes while serving; 0 only on demand.
-    #[serde(default)]
     pub prices_refresh_minutes: u64,
 }
 
@@ -230,39 +212,39 @@ impl Default for UpstreamConfig {
             user: None,
             password: None,
             password_env: None,
-            timeout_ms: default_upstream_timeout_ms(),
-            connect_timeout_ms: default_connect_timeout_ms(),
-            max_answer_bytes: default_max_answer_bytes(),
-            functions: default_functions(),
+            timeout_ms: 30_000,
+            connect_timeout_ms: 5_000,
+            max_answer_bytes: 1 << 20,
+            functions: DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect(),
             prices_refresh_minutes: 0,
         }
     }
 }
 
+/// Why the upstream password cannot be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    /// `password_env` names a variable that is not set.
+    #[error("the environment variable {0} is not set")]
+    NotSet(String),
+    /// Both ways are configured.
+    #[error("set password or password_env, not both")]
+    Both,
+    /// Neither is.
+    #[error("set password or password_env")]
+    Neither,
+}
+
 impl UpstreamConfig {
     /// The password, from the file or from the environment variable it names.
-    pub fn password(&self) -> Result<String, String> {
+    pub fn password(&self) -> Result<String, PasswordError> {
         match (&self.password, &self.password_env) {
             (Some(Secret(p)), None) => Ok(p.clone()),
-            (None, Some(var)) => {
-                std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))
-            }
-            (Some(_), Some(_)) => Err("set password or password_env, not both".to_owned()),
-            (None, None) => Err("set password or password_env".to_owned()),
+            (None, Some(var)) => std::env::var(var).map_err(|_| PasswordError::NotSet(var.clone())),
+            (Some(_), Some(_)) => Err(PasswordError::Both),
+            (None, None) => Err(PasswordError::Neither),
         }
     }
-}
-
-fn default_upstream_timeout_ms() -> u64 {
-    30_000
-}
-
-fn default_connect_timeout_ms() -> u64 {
-    5_000
-}
-
-fn default_max_answer_bytes() -> usize {
-    1 << 20
 }
 
 /// A secret: never printed.
@@ -274,10 +256,6 @@ impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
-}
-
-fn default_functions() -> Vec<String> {
-    DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect()
 }
 
 /// `[api]`: the billing system's API under `/api/v1/`.
@@ -300,35 +278,28 @@ pub enum OrderMode {
 
 /// `[orders]`: the order database and how orders are placed.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct OrdersConfig {
     /// `automatic` or `manual`; by default automatic when `upstream.url` is set, manual when not.
     pub mode: Option<OrderMode>,
     /// The SQLite database file, relative to the configuration file (to the working directory
     /// for the embedded defaults).
-    #[serde(default = "default_database")]
     pub database: PathBuf,
     /// Where the Buy redirect sends the user: a URL with `{order_id}` (and optionally
     /// `{amount}`, `{currency}`) in it. Without it the host shows its own order page.
     pub checkout_url: Option<String>,
-    /// The period a Buy redirect orders, in months; its price is the price list's for it.
-    #[serde(default = "default_period_months")]
-    pub period_months: u16,
+    /// The period a Buy redirect orders; its price is the price list's for it.
+    pub period_months: Months,
     /// Order with `autoprolong` equal to the period (`true`) or `null` (`false`).
-    #[serde(default = "yes")]
     pub autoprolong: bool,
     /// The wait before the first retry of an order whose request never left, in milliseconds;
     /// it doubles with every attempt.
-    #[serde(default = "default_retry_initial_ms")]
     pub retry_initial_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: u64,
     /// Attempts after which an order whose request never left is marked failed.
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
     /// How often the placement worker looks for paid orders that are due, in milliseconds.
-    #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
 }
 
@@ -336,40 +307,16 @@ impl Default for OrdersConfig {
     fn default() -> Self {
         OrdersConfig {
             mode: None,
-            database: default_database(),
+            database: PathBuf::from("reseller-orders.sqlite3"),
             checkout_url: None,
-            period_months: default_period_months(),
+            period_months: Months::MONTH,
             autoprolong: true,
-            retry_initial_ms: default_retry_initial_ms(),
-            retry_max_ms: default_retry_max_ms(),
-            max_attempts: default_max_attempts(),
-            poll_ms: default_poll_ms(),
+            retry_initial_ms: 2_000,
+            retry_max_ms: 300_000,
+            max_attempts: 8,
+            poll_ms: 1_000,
         }
     }
-}
-
-fn default_database() -> PathBuf {
-    PathBuf::from("reseller-orders.sqlite3")
-}
-
-fn default_period_months() -> u16 {
-    1
-}
-
-fn default_retry_initial_ms() -> u64 {
-    2_000
-}
-
-fn default_retry_max_ms() -> u64 {
-    300_000
-}
-
-fn default_max_attempts() -> u32 {
-    8
-}
-
-fn default_poll_ms() -> u64 {
-    1_000
 }
 
 /// The partner's upstream account region, which selects the tariff IDs.
@@ -430,6 +377,16 @@ pub struct Tariff {
     pub eu: u64,
 }
 
+impl Tariff {
+    /// The ID in `region`.
+    pub fn in_region(self, region: Region) -> u64 {
+        match region {
+            Region::Ru => self.ru,
+            Region::Eu => self.eu,
+        }
+    }
+}
+
 /// Upstream cost per period.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,64 +395,6 @@ pub struct Costs {
     pub month: Amount,
     /// Twelve months.
     pub year: Option<Amount>,
-}
-
-/// A non-negative amount, in ten-thousandths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Amount(pub i64);
-
-impl<'de> Deserialize<'de> for Amount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AmountVisitor;
-        impl Visitor<'_> for AmountVisitor {
-            type Value = Amount;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an amount written as a string, e.g. \"9.90\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Amount, E> {
-                let d: Decimal = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| E::custom(format!("`{v}` is not an amount")))?;
-                if d.is_sign_negative() && !d.is_zero() {
-                    return Err(E::custom(format!("{v} is negative; a price cannot be")));
-                }
-                if d.scale() > 4 {
-                    return Err(E::custom(format!("{v} has more than four decimals")));
-                }
-                d.checked_mul(Decimal::from(10_000))
-                    .and_then(|u| i64::try_from(u).ok())
-                    .map(Amount)
-                    .ok_or_else(|| E::custom(format!("{v} is too large")))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Amount, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Amount, E> {
-                Err(E::custom(format!(
-                    "{v} is a float; write amounts as strings, e.g. \"{v}\""
-                )))
-            }
-        }
-        d.deserialize_any(AmountVisitor)
-    }
-}
-
-/// An ISO 4217 currency code: three capital letters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Currency(pub String);
-
-impl<'de> Deserialize<'de> for Currency {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let code = String::deserialize(d)?;
-        if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Currency(code))
-        } else {
-            Err(de::Error::custom(format!(
-                "`{code}` is not an ISO 4217 code such as EUR"
-            )))
-        }
-    }
 }
 
 impl Config {
@@ -537,93 +436,67 @@ impl Config {
             ConfigError::new(&source, key, located(e.inner()))
         })?;
         config.source = source;
-        config.check()?;
+        config.validate()?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
-        if let Err((key, message)) = self.plugin.limits.check() {
-            return Err(ConfigError::new(
-                &self.source,
-                format!("plugin.limits.{key}"),
-                message,
-            ));
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: &dyn fmt::Display| {
+            Err(ConfigError::new(&self.source, key, message))
+        };
+        if let Err(bad) = self.plugin.limits.validate() {
+            return err(&format!("plugin.limits.{}", bad.key), &bad.message);
         }
         if let Some(pin) = &self.plugin.sha256
             && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(ConfigError::new(
-                &self.source,
-                "plugin.sha256",
-                "expected 64 hexadecimal digits",
-            ));
+            return err("plugin.sha256", &"expected 64 hexadecimal digits");
         }
         let upstream = &self.upstream;
         if let Some(url) = &upstream.url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(ConfigError::new(
-                    &self.source,
-                    "upstream.url",
-                    "expected an http:// or https:// URL",
-                ));
+            if let Err(why) = web_url(url) {
+                return err("upstream.url", &why);
             }
             if upstream.user.as_deref().is_none_or(str::is_empty) {
-                return Err(ConfigError::new(
-                    &self.source,
-                    "upstream.user",
-                    "required with upstream.url",
-                ));
+                return err("upstream.user", &"required with upstream.url");
             }
-            if let Err(message) = upstream.password() {
-                return Err(ConfigError::new(&self.source, "upstream.password", message));
+            if let Err(e) = upstream.password() {
+                return err("upstream.password", &e);
             }
         }
         if upstream.timeout_ms == 0
             || upstream.connect_timeout_ms == 0
             || upstream.max_answer_bytes == 0
         {
-            return Err(ConfigError::new(
-                &self.source,
-                "upstream",
-                "time-outs and sizes must be above 0",
-            ));
+            return err("upstream", &"time-outs and sizes must be above 0");
         }
         if let Some(token) = &self.api.token
             && token.0.trim().len() < 16
         {
-            return Err(ConfigError::new(
-                &self.source,
-                "api.token",
-                "use at least 16 characters",
-            ));
+            return err("api.token", &"use at least 16 characters");
         }
-        self.check_orders()?;
+        self.validate_orders()?;
         let mut intnames = HashSet::new();
         let mut tariffs = HashSet::new();
         for (i, m) in self.catalogue.modules.iter().enumerate() {
             let key = |k: &str| format!("catalogue.modules[{i}].{k}");
             if m.intname.trim().is_empty() {
-                return Err(ConfigError::new(
-                    &self.source,
-                    key("intname"),
-                    "must not be empty",
-                ));
+                return err(&key("intname"), &"must not be empty");
             }
             if !intnames.insert(m.intname.as_str()) {
-                let msg = format!("`{}` is listed twice", m.intname);
-                return Err(ConfigError::new(&self.source, key("intname"), msg));
+                return err(&key("intname"), &format!("`{}` is listed twice", m.intname));
             }
             if !tariffs.insert(self.tariff_id(m)) {
                 let msg = format!("tariff {} is listed twice", self.tariff_id(m));
-                return Err(ConfigError::new(&self.source, key("tariff"), msg));
+                return err(&key("tariff"), &msg);
             }
         }
         Ok(())
     }
 
-    fn check_orders(&self) -> Result<(), ConfigError> {
+    fn validate_orders(&self) -> Result<(), ConfigError> {
         let orders = &self.orders;
-        let err = |key: &str, message: &str| {
+        let err = |key: &str, message: &dyn fmt::Display| {
             Err(ConfigError::new(
                 &self.source,
                 format!("orders.{key}"),
@@ -633,43 +506,32 @@ impl Config {
         if orders.mode == Some(OrderMode::Automatic) && self.upstream.url.is_none() {
             return err(
                 "mode",
-                "automatic placement needs upstream.url (or use mode = \"manual\")",
+                &"automatic placement needs upstream.url (or use mode = \"manual\")",
             );
         }
         if let Some(url) = &orders.checkout_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return err("checkout_url", "expected an http:// or https:// URL");
+            if let Err(why) = web_url(url) {
+                return err("checkout_url", &why);
             }
             if !url.contains("{order_id}") {
-                return err("checkout_url", "must contain {order_id}");
+                return err("checkout_url", &"must contain {order_id}");
             }
-            if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return err(
-                    "checkout_url",
-                    "must not contain spaces or control characters",
-                );
-            }
-        }
-        if orders.period_months == 0
-            || u32::from(orders.period_months) > crate::orders::MAX_PERIOD_MONTHS
-        {
-            return err("period_months", "expected 1 to 120 months");
         }
         const DAY_MS: u64 = 86_400_000;
         if !(1..=DAY_MS).contains(&orders.retry_initial_ms) {
-            return err("retry_initial_ms", "expected 1 to 86400000 (a day)");
+            return err("retry_initial_ms", &"expected 1 to 86400000 (a day)");
         }
         if !(orders.retry_initial_ms..=DAY_MS).contains(&orders.retry_max_ms) {
             return err(
                 "retry_max_ms",
-                "expected at least retry_initial_ms and at most 86400000 (a day)",
+                &"expected at least retry_initial_ms and at most 86400000 (a day)",
             );
         }
         if orders.max_attempts == 0 {
-            return err("max_attempts", "expected at least 1");
+            return err("max_attempts", &"expected at least 1");
         }
         if !(1..=DAY_MS).contains(&orders.poll_ms) {
-            return err("poll_ms", "expected 1 to 86400000 (a day)");
+            return err("poll_ms", &"expected 1 to 86400000 (a day)");
         }
         if self.upstream.prices_refresh_minutes > 525_600 {
             return Err(ConfigError::new(
@@ -679,7 +541,7 @@ impl Config {
             ));
         }
         if orders.database.as_os_str().is_empty() {
-            return err("database", "must not be empty");
+            return err("database", &"must not be empty");
         }
         Ok(())
     }
@@ -703,28 +565,27 @@ impl Config {
     /// prices the module's tariff for one month (and, for the year, twelve months, in the same
     /// currency); modules upstream does not price keep theirs. Also returns how many modules
     /// changed.
-    pub fn with_upstream_costs(&self, costs: &[crate::orders::UpstreamCost]) -> (Config, usize) {
+    pub fn with_upstream_costs(&self, costs: &[UpstreamCost]) -> (Config, usize) {
         let mut config = self.clone();
         let mut changed = 0;
         let region = config.catalogue.region;
         let catalogue_currency = config.catalogue.currency.clone();
         for module in &mut config.catalogue.modules {
-            let tariff = match region {
-                Region::Ru => module.tariff.ru,
-                Region::Eu => module.tariff.eu,
-            };
-            let find = |months: u32| {
+            let tariff = module.tariff.in_region(region);
+            let find = |months: Months| {
                 costs
                     .iter()
-                    .find(|c| c.tariff_id == tariff && c.period_months == months)
+                    .find(|c| c.tariff_id == tariff && c.period == months)
             };
-            let Some(month) = find(1) else { continue };
-            let year = find(12).filter(|y| y.currency == month.currency);
+            let Some(month) = find(Months::MONTH) else {
+                continue;
+            };
+            let year = find(Months::YEAR).filter(|y| y.cost.currency == month.cost.currency);
             let currency =
-                (month.currency != catalogue_currency.0).then(|| Currency(month.currency.clone()));
+                (month.cost.currency != catalogue_currency).then(|| month.cost.currency.clone());
             let cost = Costs {
-                month: Amount(month.amount_e4),
-                year: year.map(|y| Amount(y.amount_e4)),
+                month: month.cost.amount,
+                year: year.map(|y| y.cost.amount),
             };
             if cost.month != module.cost.month
                 || cost.year != module.cost.year
@@ -740,10 +601,25 @@ impl Config {
 
     /// A module's tariff ID in the configured region.
     pub fn tariff_id(&self, module: &Module) -> u64 {
-        match self.catalogue.region {
-            Region::Ru => module.tariff.ru,
-            Region::Eu => module.tariff.eu,
-        }
+        module.tariff.in_region(self.catalogue.region)
+    }
+
+    /// The module whose tariff ID in the configured region is `tariff_id`.
+    pub fn module(&self, tariff_id: u64) -> Option<&Module> {
+        self.catalogue
+            .modules
+            .iter()
+            .find(|m| self.tariff_id(m) == tariff_id)
+    }
+
+    /// The currency of a module's costs.
+    pub fn currency_of<'a>(&'a self, module: &'a Module) -> &'a Currency {
+        module.currency.as_ref().unwrap_or(&self.catalogue.currency)
+    }
+
+    /// A module's upstream cost for one month, in its currency.
+    pub fn monthly_cost(&self, module: &Module) -> Money {
+        Money::new(module.cost.month, self.currency_of(module).clone())
     }
 
     /// The `[pricing]` table as the JSON the plugin receives.
@@ -751,6 +627,18 @@ impl Config {
         // A TOML table always has a JSON form (dates become strings the plugin may refuse).
         serde_json::to_string(&self.pricing).unwrap_or_else(|_| "{}".to_owned())
     }
+}
+
+/// Checks that `url` is an absolute `http://` or `https://` URL with a host.
+fn web_url(url: &str) -> Result<url::Url, &'static str> {
+    let parsed = url::Url::parse(url).map_err(|_| "expected an http:// or https:// URL")?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.has_host() {
+        return Err("expected an http:// or https:// URL");
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("must not contain spaces or control characters");
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -777,7 +665,7 @@ mod tests {
     fn embedded_defaults_parse() {
         let c = Config::embedded().expect("defaults");
         assert_eq!(c.catalogue.modules.len(), 5);
-        assert_eq!(c.server.listen, default_listen());
+        assert_eq!(c.server.listen, Server::default().listen);
         assert_eq!(c.catalogue.region, Region::Eu);
         assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 55361);
         assert!(c.pricing_json().contains("\"markup_percent\":\"20\""));
@@ -829,20 +717,19 @@ mod tests {
 
     #[test]
     fn upstream_costs_replace_the_configured_ones() {
-        use crate::orders::UpstreamCost;
         let c = parse(&format!(
             "{MODULE}\n[[catalogue.modules]]\nintname = \"b\"\nadditionintname = \"B\"\nname = \"B\"\ntariff = {{ ru = 3, eu = 4 }}\ncost = {{ month = \"1\" }}\n"
         ))
         .expect("config");
-        let cost = |tariff_id, period_months, amount_e4, currency: &str| UpstreamCost {
+        let cost = |tariff_id, months, units, currency: &str| UpstreamCost {
             tariff_id,
-            period_months,
-            amount_e4,
-            currency: currency.to_owned(),
+            period: Months::new(months).expect("months"),
+            cost: Money::from_units(units, currency).expect("money"),
         };
+        let amount = |units| Amount::from_units(units).expect("amount");
         let (same, changed) = c.with_upstream_costs(&[]);
         assert_eq!(changed, 0);
-        assert_eq!(same.catalogue.modules[0].cost.month, Amount(105_000));
+        assert_eq!(same.catalogue.modules[0].cost.month, amount(105_000));
         let (new, changed) = c.with_upstream_costs(&[
             cost(1, 1, 120_000, "RUB"),
             cost(1, 12, 1_200_000, "RUB"),
@@ -852,15 +739,15 @@ mod tests {
             cost(3, 12, 7, "RUB"),
         ]);
         assert_eq!(changed, 1);
-        assert_eq!(new.catalogue.modules[0].cost.month, Amount(120_000));
-        assert_eq!(new.catalogue.modules[0].cost.year, Some(Amount(1_200_000)));
+        assert_eq!(new.catalogue.modules[0].cost.month, amount(120_000));
+        assert_eq!(new.catalogue.modules[0].cost.year, Some(amount(1_200_000)));
         assert_eq!(new.catalogue.modules[0].currency, None);
-        assert_eq!(new.catalogue.modules[1].cost.month, Amount(10_000));
+        assert_eq!(new.catalogue.modules[1].cost.month, amount(10_000));
         // Another currency is the module's own; a year in a third currency is dropped.
         let (new, _) = c.with_upstream_costs(&[cost(3, 1, 9, "EUR"), cost(3, 12, 99, "USD")]);
         assert_eq!(
             new.catalogue.modules[1].currency,
-            Some(Currency("EUR".to_owned()))
+            Some(Currency::new("EUR").expect("currency"))
         );
         assert_eq!(new.catalogue.modules[1].cost.year, None);
     }
@@ -877,12 +764,14 @@ mod tests {
             "{printed}"
         );
         assert_eq!(c.upstream.password().as_deref(), Ok("hunter2-secret"));
+        assert_eq!(c.module(1).map(|m| m.intname.as_str()), Some("a"));
+        assert!(c.module(2).is_none(), "another region's tariff");
     }
 
     #[test]
     fn amounts_are_exact() {
         let c = parse(MODULE).expect("config");
-        assert_eq!(c.catalogue.modules[0].cost.month, Amount(105_000));
+        assert_eq!(c.catalogue.modules[0].cost.month.units(), 105_000);
         assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 1);
         assert!(c.catalogue.modules[0].orderable);
     }

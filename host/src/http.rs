@@ -12,17 +12,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use tokio::net::TcpListener;
 
-use crate::billmgr::{BillmgrError, Params};
-use crate::bindings::{pricing::Format, types::PricingError};
-use crate::orders::buy::BuyRequest;
+use crate::billmgr::{BillmgrError, Params, content_type_matches};
+use crate::bindings::pricing::Format;
+use crate::convert::pricing_error;
+use crate::orders::buy::{BuyRequest, checkout_url};
 use crate::orders::page::{error_page, order_page};
 use crate::orders::{DeskError, OrderDesk, OrderId};
-use crate::service::{ExportError, Reseller, pricing_message};
+use crate::reseller::{ExportError, Reseller};
 
 /// What every handler shares: the host and, when orders are kept, the order desk.
 #[derive(Clone)]
 pub struct AppState {
-    /// The host.
+    /// The host: its configuration and plugin in force.
     pub reseller: Arc<Reseller>,
     /// The orders; without them the Buy redirect and the order API answer "unavailable".
     pub orders: Option<Arc<OrderDesk>>,
@@ -31,6 +32,12 @@ pub struct AppState {
 impl FromRef<AppState> for Arc<Reseller> {
     fn from_ref(state: &AppState) -> Self {
         state.reseller.clone()
+    }
+}
+
+impl FromRef<AppState> for Option<Arc<OrderDesk>> {
+    fn from_ref(state: &AppState) -> Self {
+        state.orders.clone()
     }
 }
 
@@ -46,7 +53,7 @@ pub fn app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
         .route("/manager/billmgr", any(billmgr))
         .route("/order/{id}", get(order))
         .route("/manager/order/{id}", get(order))
-        .nest("/api/v1", crate::api::routes())
+        .nest("/api/v1", crate::api::routes::<AppState>())
         .fallback(|| async { answer_error(&BillmgrError::not_found(), Format::Xml) })
         .with_state(AppState { reseller, orders })
 }
@@ -149,7 +156,7 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
     };
     match answer {
         // A plugin may not choose what a browser would make of the partner's page.
-        Ok(doc) if !BillmgrError::content_type_of(format, &doc.content_type) => {
+        Ok(doc) if !content_type_matches(format, &doc.content_type) => {
             tracing::error!(
                 "the plugin answered `{}` to a {format:?} price export",
                 doc.content_type.escape_debug()
@@ -157,21 +164,15 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
             Err(BillmgrError::plugin())
         }
         Ok(doc) => Ok(document(StatusCode::OK, &doc.content_type, doc.body)),
-        Err(ExportError::Pricing(PricingError::InvalidValue(f))) => {
-            Err(BillmgrError::value(&f.field, &f.value, &f.message))
-        }
-        Err(ExportError::Pricing(e)) => {
-            tracing::error!("the plugin cannot price: {}", pricing_message(&e));
-            Err(BillmgrError::internal())
-        }
+        Err(ExportError::Pricing(e)) => Err(pricing_error(&e)),
         // Whose fault it was reaches the panel: the plugin's, or the host's.
-        Err(ExportError::Fault(fault)) if fault.is_guest() => {
-            tracing::error!("{fault}");
-            Err(BillmgrError::plugin())
-        }
         Err(ExportError::Fault(fault)) => {
             tracing::error!("{fault}");
-            Err(BillmgrError::internal())
+            Err(if fault.is_guest() {
+                BillmgrError::plugin()
+            } else {
+                BillmgrError::internal()
+            })
         }
     }
 }
@@ -246,15 +247,6 @@ async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Fills a checkout URL template with an order's ID and price, percent-encoded.
-pub fn checkout_url(template: &str, order: &crate::orders::Order) -> String {
-    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    template
-        .replace("{order_id}", &encode(order.id.as_str()))
-        .replace("{amount}", &encode(&order.price.amount()))
-        .replace("{currency}", &encode(&order.price.currency))
 }
 
 /// The host's own order page.
@@ -338,4 +330,265 @@ pub(crate) fn document(status: StatusCode, content_type: &str, body: Vec<u8>) ->
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The router in process: every error shape, method and limit the panel or the billing
+    //! system can meet, without a socket.
+
+    use std::sync::OnceLock;
+
+    use axum::body::to_bytes;
+    use axum::http::Request;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::{Config, DEFAULTS, Source};
+    use crate::runtime::Runtime;
+
+    const TOKEN: &str = "router-token-0123456789";
+
+    /// One host for every test: loading the plugin is the slow part.
+    fn reseller(api: bool) -> Arc<Reseller> {
+        static WITH: OnceLock<Arc<Reseller>> = OnceLock::new();
+        static WITHOUT: OnceLock<Arc<Reseller>> = OnceLock::new();
+        let load = |extra: &str| {
+            let text = format!("{DEFAULTS}\n{extra}");
+            let config = Config::parse(&text, Source::Embedded).expect("config");
+            Arc::new(Reseller::new(Runtime::new(), config).expect("reseller"))
+        };
+        if api {
+            WITH.get_or_init(|| load(&format!("[api]\ntoken = \"{TOKEN}\"\n")))
+                .clone()
+        } else {
+            WITHOUT.get_or_init(|| load("")).clone()
+        }
+    }
+
+    struct Reply {
+        status: StatusCode,
+        headers: axum::http::HeaderMap,
+        body: Vec<u8>,
+    }
+
+    async fn send(app: Router, request: Request<Body>) -> Reply {
+        let response = app.oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(uri: &str) -> Request<Body> {
+        Request::get(uri).body(Body::empty()).expect("request")
+    }
+
+    /// The `<error>`'s `type` and `object` of a BILLmanager XML error document.
+    fn xml_error(body: &[u8]) -> (String, String) {
+        let text = std::str::from_utf8(body).expect("UTF-8");
+        let doc = roxmltree::Document::parse(text).expect("well-formed XML");
+        let error = doc
+            .root_element()
+            .children()
+            .find(|n| n.has_tag_name("error"))
+            .expect("an <error>");
+        let attr = |name| error.attribute(name).unwrap_or_default().to_owned();
+        (attr("type"), attr("object"))
+    }
+
+    #[tokio::test]
+    async fn panel_errors_are_billmanager_documents_in_the_asked_format() {
+        let app = || app(reseller(false), None);
+        let cases: &[(&str, u16, &str, &str)] = &[
+            ("/billmgr?func=pricelist.export", 400, "missed", "itemtype"),
+            ("/billmgr?itemtype=addition", 400, "missed", "func"),
+            ("/billmgr?func=nope", 404, "value", "func"),
+            (
+                "/billmgr?func=pricelist.export&itemtype=soft",
+                400,
+                "value",
+                "itemtype",
+            ),
+            (
+                "/billmgr?func=pricelist.export&itemtype=addition&out=html",
+                400,
+                "value",
+                "out",
+            ),
+            (
+                "/billmgr?func=pricelist.export&itemtype=addition&pricelist=x",
+                400,
+                "value",
+                "pricelist",
+            ),
+            ("/elsewhere", 404, "missed", "path"),
+        ];
+        for (uri, status, kind, object) in cases {
+            let reply = send(app(), get(uri)).await;
+            assert_eq!(reply.status.as_u16(), *status, "{uri}");
+            assert_eq!(
+                reply.headers[header::CONTENT_TYPE],
+                crate::billmgr::XML,
+                "{uri}"
+            );
+            assert_eq!(
+                xml_error(&reply.body),
+                ((*kind).to_owned(), (*object).to_owned()),
+                "{uri}"
+            );
+        }
+        // The same refusal in JSON when JSON was asked for.
+        let reply = send(
+            app(),
+            get("/billmgr?func=pricelist.export&itemtype=soft&out=json"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.headers[header::CONTENT_TYPE], crate::billmgr::JSON);
+        let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(v["doc"]["error"]["$type"], "value");
+        assert_eq!(v["doc"]["error"]["$object"], "itemtype");
+    }
+
+    #[tokio::test]
+    async fn methods_and_sizes_are_bounded() {
+        let app = || app(reseller(false), None);
+        let put = Request::put("/billmgr?func=pricelist.export&itemtype=addition")
+            .body(Body::empty())
+            .expect("request");
+        let reply = send(app(), put).await;
+        assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(reply.headers[header::ALLOW], "GET, POST");
+        assert_eq!(xml_error(&reply.body).1, "method");
+
+        let long = format!("/billmgr?func=pricelist.export&x={}", "a".repeat(5000));
+        let reply = send(app(), get(&long)).await;
+        assert_eq!(reply.status, StatusCode::URI_TOO_LONG);
+        assert_eq!(xml_error(&reply.body).1, "query");
+
+        let form = Request::post("/billmgr")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "func=pricelist.export&x={}",
+                "a".repeat(5000)
+            )))
+            .expect("request");
+        let reply = send(app(), form).await;
+        assert_eq!(reply.status, StatusCode::URI_TOO_LONG);
+
+        // A form body is read like a query string.
+        let form = Request::post("/manager/billmgr")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(
+                "func=pricelist.export&itemtype=addition&pricelist=23221",
+            ))
+            .expect("request");
+        let reply = send(app(), form).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let text = String::from_utf8(reply.body).expect("UTF-8");
+        assert!(text.contains("<id>23221</id>"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_api_authorises_before_anything_else() {
+        let off = send(app(reseller(false), None), get("/api/v1/plugin")).await;
+        assert_eq!(off.status, StatusCode::NOT_FOUND);
+        let v: Value = serde_json::from_slice(&off.body).expect("JSON");
+        assert_eq!(v["error"]["code"], "api_disabled");
+
+        let app = || app(reseller(true), None);
+        let with = |uri: &str, token: Option<&str>| {
+            let mut r = Request::get(uri);
+            if let Some(token) = token {
+                r = r.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            r.body(Body::empty()).expect("request")
+        };
+        for token in [None, Some("wrong"), Some("")] {
+            let reply = send(app(), with("/api/v1/plugin", token)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token:?}");
+            assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer");
+            let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+        // A body is not even looked at without the token.
+        let post = Request::post("/api/v1/orders/01JQ3V6K8Z9X4N2B7C5D0E1F2G/paid")
+            .body(Body::from("{not json"))
+            .expect("request");
+        let reply = send(app(), post).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+        let reply = send(app(), with("/api/v1/plugin", Some(TOKEN))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(v["modules"], 5);
+        assert_eq!(v["plugin"]["name"], "builtin");
+
+        let cases: &[(&str, &str, StatusCode, &str)] = &[
+            ("GET", "/api/v1/nowhere", StatusCode::NOT_FOUND, "not_found"),
+            (
+                "DELETE",
+                "/api/v1/plugin",
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
+            (
+                "GET",
+                "/api/v1/orders",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "orders_unavailable",
+            ),
+            (
+                "POST",
+                "/api/v1/prices/refresh",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "orders_unavailable",
+            ),
+        ];
+        for (method, uri, status, code) in cases {
+            let request = Request::builder()
+                .method(*method)
+                .uri(*uri)
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("request");
+            let reply = send(app(), request).await;
+            assert_eq!(reply.status, *status, "{method} {uri}");
+            assert_eq!(
+                reply.headers[header::CONTENT_TYPE],
+                "application/json",
+                "{method} {uri}"
+            );
+            let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
+            assert_eq!(v["error"]["code"], *code, "{method} {uri}");
+        }
+    }
+
+    #[tokio::test]
+    async fn buys_need_orders() {
+        let reply = send(
+            app(reseller(false), None),
+            get("/billmgr?module=ddos-guard&license=1&module_id=23221"),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            reply.headers[header::CONTENT_TYPE]
+                .to_str()
+                .is_ok_and(|ct| ct.starts_with("text/html"))
+        );
+        assert_eq!(
+            reply.headers[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; style-src 'unsafe-inline'"
+        );
+    }
 }

@@ -1,4 +1,18 @@
-//! The ispmanager-reseller host.
+//! The ispmanager-reseller host, as a library: it runs a partner's pricing and order plugin (a
+//! wasm component of the `billing:reseller` world) in a sandbox, answers the ispmanager panel's
+//! price export and Buy redirect, keeps the orders, and places them upstream.
+//!
+//! The entry points are [`Reseller`] (the configuration and plugin in force, swappable while it
+//! serves; price exports) and [`orders::OrderDesk`] (every order operation over an order
+//! store). [`http::app`] serves both as an axum router; the `reseller` binary is a thin CLI over
+//! the same calls.
+//!
+//! The four lifetimes of running a plugin are kept apart: the process ([`runtime::Runtime`]:
+//! engines, the epoch ticker, the code cache), a plugin version ([`runtime::LoadedPlugin`]:
+//! compiled and linked once, swapped atomically by [`Reseller`]), one call (a fresh store
+//! within [`limits::Limits`]), and each capability granted to it ([`capabilities`]).
+//! [`bindings`] is the one place the contract's types are generated, and [`convert`] the one
+//! place they meet the host's own.
 pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
@@ -7,9 +21,12 @@ pub mod bindings;
 pub mod capabilities;
 pub mod check;
 pub mod config;
+pub mod convert;
 pub mod http;
+pub mod limits;
+pub mod money;
 pub mod orders;
+pub mod reseller;
 pub mod runtime;
-pub mod service;
 
-pub use service::{Active, ExportError, Reseller};
+pub use reseller::{Active, ExportError, Reseller};

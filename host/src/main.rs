@@ -10,10 +10,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use reseller_host::bindings::pricing;
-use reseller_host::config::Config;
-use reseller_host::config::OrderMode;
-use reseller_host::orders::desk::Attempt;
-use reseller_host::orders::{ListFilter, OrderDesk, OrderId, OrderState};
+use reseller_host::config::{Config, OrderMode};
+use reseller_host::convert::panel_query;
+use reseller_host::money::Months;
+use reseller_host::orders::placement::Attempt;
+use reseller_host::orders::{ListFilter, OrderDesk, OrderId, OrderState, worker};
 use reseller_host::runtime::Runtime;
 use reseller_host::{Reseller, check, http};
 use tracing_subscriber::EnvFilter;
@@ -153,7 +154,7 @@ enum OrdersCommand {
         id: OrderId,
         /// Months; the order's period when absent.
         #[arg(long)]
-        period: Option<u16>,
+        period: Option<Months>,
     },
     /// Remove a placed module upstream.
     Remove {
@@ -271,8 +272,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
                 reload_on_hangup(reseller.clone());
-                tokio::spawn(desk.clone().run());
-                tokio::spawn(desk.clone().run_price_refresh());
+                tokio::spawn(worker::run(desk.clone()));
+                tokio::spawn(worker::run_price_refresh(desk.clone()));
                 #[cfg(feature = "bench")]
                 let app = reseller_host::bench::router(reseller, Some(desk), handler);
                 #[cfg(not(feature = "bench"))]
@@ -290,14 +291,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let reseller = load(config)?;
             let query = pricing::Query {
-                itemtype: "addition".to_owned(),
-                only_available: !all,
-                pricelist,
                 format: match out {
                     Out::Xml => pricing::Format::Xml,
                     Out::Json => pricing::Format::Json,
                 },
-                lang: None,
+                ..panel_query(pricelist, !all)
             };
             let doc = reseller.export_prices(&query)?;
             let mut stdout = std::io::stdout().lock();
@@ -373,9 +371,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 const ACTOR: &str = "cli";
 
 fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json::Value> {
-    use reseller_host::api::order_json;
     use serde_json::json;
-    let one = |order: reseller_host::orders::Order| json!({"order": order_json(&order)});
+    let one = |order: reseller_host::orders::Order| json!({ "order": order });
     Ok(match command {
         OrdersCommand::List {
             state,
@@ -388,10 +385,10 @@ fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json
                 limit,
             };
             let orders = desk.list(&filter)?;
-            json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()})
+            json!({ "orders": orders })
         }
         OrdersCommand::Show { id } => {
-            json!({"order": order_json(&desk.get(&id)?), "history": desk.history(&id)?})
+            json!({"order": desk.get(&id)?, "history": desk.history(&id)?})
         }
         OrdersCommand::Paid { id } => {
             let marked = desk.mark_paid(&id, ACTOR)?;
@@ -407,19 +404,13 @@ fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json
             } else {
                 marked.order
             };
-            json!({"order": order_json(&order), "changed": marked.changed})
+            json!({"order": order, "changed": marked.changed})
         }
         OrdersCommand::Placed { id, service_id } => {
             one(desk.mark_placed(&id, &service_id, ACTOR)?)
         }
         OrdersCommand::Rebind { id, licence, ip } => one(desk.rebind(&id, &licence, ip, ACTOR)?),
-        OrdersCommand::Renew { id, period } => {
-            let months = match period {
-                Some(p) => p,
-                None => u16::try_from(desk.get(&id)?.period_months)?,
-            };
-            one(desk.renew(&id, months, ACTOR)?)
-        }
+        OrdersCommand::Renew { id, period } => one(desk.renew(&id, period, ACTOR)?),
         OrdersCommand::Remove { id } => one(desk.remove(&id, ACTOR)?),
         OrdersCommand::Cancel { id } => one(desk.cancel(&id, ACTOR)?),
         OrdersCommand::Retry {

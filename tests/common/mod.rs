@@ -1,7 +1,5 @@
 //! Starting the real `reseller` binary on a loopback port, and talking to it.
 
-#![allow(dead_code, reason = "each test binary uses a different part")]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -24,9 +24,11 @@ mod billmgr;
 mod doc;
 mod faults;
 mod http;
+mod server;
 mod sim;
 mod state;
 
 pub use faults::{Fault, FaultError, FaultSpec};
-pub use sim::{Call, Handle, Outcome, Simulator, StartError};
+pub use server::{Handle, StartError};
+pub use sim::{Call, Outcome, Simulator};
 pub use state::{Account, Amount, AmountError, Price, Service, State, StateError, Tariff};

@@ -4,28 +4,36 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{ApiError, authorize};
-use crate::http::AppState;
-use crate::orders::desk::UpstreamFailure;
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, Desk, blocking};
+use crate::money::Months;
 use crate::orders::store::MAX_LIST_LIMIT;
-use crate::orders::{DeskError, ListFilter, Order, OrderDesk, OrderId, OrderState};
+use crate::orders::{DeskError, ListFilter, OrderDesk, OrderId, OrderState, UpstreamOutcome};
+use crate::reseller::Reseller;
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Reseller>: FromRef<S>,
+    Option<Arc<OrderDesk>>: FromRef<S>,
+{
     Router::new()
         .route("/orders", get(list))
         .route("/orders/{id}", get(show))
-        .route("/orders/{id}/{action}", post(act))
+        .route("/orders/{id}/paid", post(paid))
+        .route("/orders/{id}/placed", post(placed))
+        .route("/orders/{id}/rebind", post(rebind))
+        .route("/orders/{id}/renew", post(renew))
+        .route("/orders/{id}/remove", post(remove))
+        .route("/orders/{id}/cancel", post(cancel))
+        .route("/orders/{id}/retry", post(retry))
         .route("/prices/refresh", post(refresh_prices))
 }
 
@@ -36,87 +44,33 @@ impl From<DeskError> for ApiError {
             DeskError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             DeskError::Conflict { .. } => (StatusCode::CONFLICT, "wrong_state"),
             DeskError::Unavailable(_) => (StatusCode::CONFLICT, "unavailable"),
-            DeskError::Upstream { failure, .. } => match failure {
-                UpstreamFailure::Refused => (StatusCode::BAD_GATEWAY, "upstream_refused"),
-                UpstreamFailure::NotSent => (StatusCode::SERVICE_UNAVAILABLE, "upstream_not_sent"),
-                UpstreamFailure::InDoubt => (StatusCode::BAD_GATEWAY, "upstream_in_doubt"),
+            DeskError::Upstream { outcome, .. } => match outcome {
+                UpstreamOutcome::Refused => (StatusCode::BAD_GATEWAY, "upstream_refused"),
+                UpstreamOutcome::NotSent => (StatusCode::SERVICE_UNAVAILABLE, "upstream_not_sent"),
+                UpstreamOutcome::InDoubt => (StatusCode::BAD_GATEWAY, "upstream_in_doubt"),
             },
+            DeskError::Plugin(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
             DeskError::Internal(_) | DeskError::Config(_) => {
                 tracing::error!("order API: {e}");
-                return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the host failed; see its log",
-                );
+                return ApiError::internal();
             }
         };
         ApiError::new(status, code, e.to_string())
     }
 }
 
-/// An order as the API shows it: the stored fields, with the price also as a decimal string.
-pub fn order_json(order: &Order) -> Value {
-    let mut value = serde_json::to_value(order).unwrap_or_else(|_| json!({}));
-    value["price"]["amount"] = json!(order.price.amount());
-    value
-}
+/// The order ID of the path, checked before anything else of the request is read.
+struct OrderPath(OrderId);
 
-/// Authorizes the request and gives the desk, or says why not.
-fn desk(state: &AppState, headers: &HeaderMap) -> Result<Arc<OrderDesk>, ApiError> {
-    authorize(&state.reseller.active(), headers)?;
-    state.orders.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "orders_unavailable",
-            "this server keeps no orders",
-        )
-    })
-}
+impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
+    type Rejection = ApiError;
 
-fn bad_path(e: PathRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        format!("path: {e}"),
-    )
-}
-
-fn order_id(id: &str) -> Result<OrderId, ApiError> {
-    OrderId::parse(id)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.to_string()))
-}
-
-/// Runs a desk operation on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DeskError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            tracing::error!("an order task failed: {e}");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the host failed; see its log",
-            )
-        })?
-        .map_err(ApiError::from)
-}
-
-/// A JSON object body; an empty body is `{}`.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    let invalid = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
-    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(bytes)
-            .map_err(|e| invalid(format!("the request body is not JSON: {e}")))?
-    };
-    if !value.is_object() {
-        return Err(invalid("the request body must be a JSON object".to_owned()));
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let ApiPath(id) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        OrderId::parse(&id)
+            .map(OrderPath)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_order_id", e.to_string()))
     }
-    serde_json::from_value(value)
-        .map_err(|e| invalid(format!("the request body is not what this call takes: {e}")))
 }
 
 #[derive(Deserialize)]
@@ -124,66 +78,35 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
 struct ListQuery {
     state: Option<String>,
     licence: Option<String>,
-    limit: Option<String>,
+    limit: Option<u32>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
-    let desk = desk(&state, &headers)?;
-    let query = query.unwrap_or_default();
-    let q: ListQuery = query_as(&query)?;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", m);
+async fn list(Desk(desk): Desk, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
     let filter = ListFilter {
         state: q
             .state
             .map(|s| s.parse::<OrderState>())
             .transpose()
-            .map_err(|e| bad(e.to_string()))?,
+            .map_err(|e| ApiError::invalid_request(e.to_string()))?,
         licence_id: q.licence,
         limit: match q.limit {
             None => ListFilter::default().limit,
-            Some(l) => l
-                .parse::<u32>()
-                .ok()
-                .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
-                .ok_or_else(|| bad(format!("limit: expected 1 to {MAX_LIST_LIMIT}")))?,
+            Some(l) if (1..=MAX_LIST_LIMIT).contains(&l) => l,
+            Some(_) => {
+                return Err(ApiError::invalid_request(format!(
+                    "limit: expected 1 to {MAX_LIST_LIMIT}"
+                )));
+            }
         },
     };
     let orders = blocking(move || desk.list(&filter)).await?;
-    Ok(Json(
-        json!({"orders": orders.iter().map(order_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(json!({ "orders": orders })))
 }
 
-/// Parses a query string into `T` (unknown keys refused), with the API's error.
-fn query_as<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
-    let map: serde_json::Map<String, Value> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect();
-    serde_json::from_value(Value::Object(map)).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("query: {e}"),
-        )
-    })
-}
-
-async fn show(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let desk = desk(&state, &headers)?;
-    let Path(id) = path.map_err(bad_path)?;
-    let id = order_id(&id)?;
-    let (order, history) = blocking(move || Ok((desk.get(&id)?, desk.history(&id)?))).await?;
-    Ok(Json(
-        json!({"order": order_json(&order), "history": history}),
-    ))
+async fn show(Desk(desk): Desk, OrderPath(id): OrderPath) -> Result<Json<Value>, ApiError> {
+    let (order, history) =
+        blocking(move || Ok::<_, DeskError>((desk.get(&id)?, desk.history(&id)?))).await?;
+    Ok(Json(json!({"order": order, "history": history})))
 }
 
 #[derive(Deserialize)]
@@ -207,7 +130,7 @@ struct Rebind {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Renew {
-    period: Option<u16>,
+    period: Option<Months>,
 }
 
 #[derive(Deserialize)]
@@ -217,76 +140,75 @@ struct Retry {
     absent_upstream: bool,
 }
 
+/// Who the order history says acted.
 const ACTOR: &str = "api";
 
-async fn act(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    path: Result<Path<(String, String)>, PathRejection>,
-    bytes: Bytes,
+async fn paid(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Empty {}): ApiJson<Empty>,
 ) -> Result<Json<Value>, ApiError> {
-    let desk = desk(&state, &headers)?;
-    let Path((id, action)) = path.map_err(bad_path)?;
-    let id = order_id(&id)?;
-    let answer = match action.as_str() {
-        "paid" => {
-            body::<Empty>(&bytes)?;
-            let marked = blocking(move || desk.mark_paid(&id, ACTOR)).await?;
-            json!({"order": order_json(&marked.order), "changed": marked.changed})
-        }
-        "placed" => {
-            let Placed { service_id } = body(&bytes)?;
-            let order = blocking(move || desk.mark_placed(&id, &service_id, ACTOR)).await?;
-            json!({"order": order_json(&order)})
-        }
-        "rebind" => {
-            let Rebind { licence, ip } = body(&bytes)?;
-            let order = blocking(move || desk.rebind(&id, &licence, ip, ACTOR)).await?;
-            json!({"order": order_json(&order)})
-        }
-        "renew" => {
-            let Renew { period } = body(&bytes)?;
-            let order = blocking(move || {
-                let months = match period {
-                    Some(p) => p,
-                    None => u16::try_from(desk.get(&id)?.period_months).unwrap_or(u16::MAX),
-                };
-                desk.renew(&id, months, ACTOR)
-            })
-            .await?;
-            json!({"order": order_json(&order)})
-        }
-        "remove" => {
-            body::<Empty>(&bytes)?;
-            let order = blocking(move || desk.remove(&id, ACTOR)).await?;
-            json!({"order": order_json(&order)})
-        }
-        "cancel" => {
-            body::<Empty>(&bytes)?;
-            let order = blocking(move || desk.cancel(&id, ACTOR)).await?;
-            json!({"order": order_json(&order)})
-        }
-        "retry" => {
-            let Retry { absent_upstream } = body(&bytes)?;
-            let order = blocking(move || desk.retry(&id, absent_upstream, ACTOR)).await?;
-            json!({"order": order_json(&order)})
-        }
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such order action: expected paid, placed, rebind, renew, remove, cancel or retry",
-            ));
-        }
-    };
-    Ok(Json(answer))
+    let marked = blocking(move || desk.mark_paid(&id, ACTOR)).await?;
+    Ok(Json(
+        json!({"order": marked.order, "changed": marked.changed}),
+    ))
 }
 
-async fn refresh_prices(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+async fn placed(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Placed { service_id }): ApiJson<Placed>,
 ) -> Result<Json<Value>, ApiError> {
-    let desk = desk(&state, &headers)?;
+    let order = blocking(move || desk.mark_placed(&id, &service_id, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn rebind(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Rebind { licence, ip }): ApiJson<Rebind>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || desk.rebind(&id, &licence, ip, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn renew(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Renew { period }): ApiJson<Renew>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || desk.renew(&id, period, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn remove(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Empty {}): ApiJson<Empty>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || desk.remove(&id, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn cancel(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Empty {}): ApiJson<Empty>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || desk.cancel(&id, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn retry(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Retry { absent_upstream }): ApiJson<Retry>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || desk.retry(&id, absent_upstream, ACTOR)).await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+async fn refresh_prices(Desk(desk): Desk) -> Result<Json<Value>, ApiError> {
     let refresh = blocking(move || desk.refresh_prices()).await?;
     Ok(Json(json!(refresh)))
 }

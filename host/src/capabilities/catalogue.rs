@@ -28,7 +28,7 @@ impl Host for CatalogueCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::limits::{Limit, Limits};
+    use crate::limits::{Limit, Limits};
 
     #[test]
     fn hands_out_the_granted_snapshot_within_the_budget() {
@@ -47,7 +47,7 @@ mod tests {
         assert_eq!(got.settings, "{}");
         let err = cap.get().expect_err("over the budget");
         assert_eq!(
-            err.downcast_ref::<crate::runtime::limits::LimitHit>()
+            err.downcast_ref::<crate::limits::LimitHit>()
                 .map(|h| h.limit),
             Some(Limit::Hostcalls)
         );

@@ -38,14 +38,7 @@ impl LogCap {
 
 /// Cuts `message` to at most `max` bytes on a character boundary.
 fn cut(message: &str, max: usize) -> &str {
-    if message.len() <= max {
-        return message;
-    }
-    let mut end = max;
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    &message[..end]
+    &message[..message.floor_char_boundary(max)]
 }
 
 /// `message` with control characters escaped: a plugin may not forge log lines.
@@ -86,7 +79,7 @@ impl Host for LogCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::limits::Limits;
+    use crate::limits::Limits;
 
     #[test]
     fn cuts_on_a_character_boundary() {

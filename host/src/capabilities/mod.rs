@@ -17,7 +17,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{self, catalogue::Snapshot};
-use crate::runtime::limits::{Limit, LimitHit, Limiter, Limits};
+use crate::limits::{Limit, LimitHit, Limiter, Limits};
 
 /// What every call of one plugin shares: built once, cloned cheaply into each call.
 #[derive(Clone)]

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::Money;
+use super::{Created, DeskError, NewOrder, Order, OrderStore};
+use crate::convert::panel_query;
+use crate::money::{Amount, Currency, Money, Months};
+use crate::reseller::Active;
 
 /// The longest licence ID accepted, in bytes.
 pub const MAX_LICENCE_LEN: usize = 64;
@@ -98,6 +101,88 @@ impl BuyRequest {
     }
 }
 
+/// Records the order of a Buy redirect — or returns the unpaid one already recorded for the
+/// same licence and module. The price is the one the partner's price list shows for the
+/// configured period.
+pub fn record(
+    active: &Active,
+    store: &dyn OrderStore,
+    request: &BuyRequest,
+) -> Result<Created, DeskError> {
+    let config = active.config();
+    let module = config.module(request.tariff_id).ok_or_else(|| {
+        DeskError::Invalid(format!("module_id: {} is not sold here", request.tariff_id))
+    })?;
+    let named = [&module.intname, &module.additionintname]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(&request.module));
+    if !named {
+        return Err(DeskError::Invalid(format!(
+            "module: `{}` is not the name of module {}",
+            request.module, request.tariff_id
+        )));
+    }
+    if !module.orderable {
+        return Err(DeskError::Unavailable(format!(
+            "{} cannot be ordered now",
+            module.name
+        )));
+    }
+    let months = config.orders.period_months;
+    let doc = active
+        .export_prices(&panel_query(Some(request.tariff_id), true))
+        .map_err(|e| {
+            tracing::error!("pricing a Buy redirect: {e}");
+            DeskError::Unavailable("the price of this module cannot be computed now".to_owned())
+        })?;
+    let price = price_in_list(&doc.body, request.tariff_id, months).ok_or_else(|| {
+        DeskError::Unavailable(format!(
+            "{} has no price for {months} month(s) in the price list",
+            module.name
+        ))
+    })?;
+    let new = NewOrder {
+        licence_id: request.licence_id.clone(),
+        licence_ip: request.licence_ip,
+        tariff_id: request.tariff_id,
+        service_name: module.intname.clone(),
+        price,
+        period: months,
+        autoprolong: config.orders.autoprolong,
+    };
+    Ok(store.create_or_reuse_new(&new)?)
+}
+
+/// Says so in the log when no module of the price list has a price for the period a Buy
+/// orders: every Buy would be refused.
+pub fn warn_if_no_price_for_the_period(active: &Active) {
+    let config = active.config();
+    let months = config.orders.period_months;
+    let Ok(doc) = active.export_prices(&panel_query(None, true)) else {
+        return;
+    };
+    let priced = config
+        .catalogue
+        .modules
+        .iter()
+        .any(|m| price_in_list(&doc.body, config.tariff_id(m), months).is_some());
+    if !priced && !config.catalogue.modules.is_empty() {
+        tracing::warn!(
+            "orders.period_months = {months}, but no module of the price list has a price for \
+             {months} month(s): every Buy will be refused (see the plugin's periods)"
+        );
+    }
+}
+
+/// Fills a checkout URL template with an order's ID and price, percent-encoded.
+pub fn checkout_url(template: &str, order: &Order) -> String {
+    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    template
+        .replace("{order_id}", &encode(order.id.as_str()))
+        .replace("{amount}", &encode(&order.price.amount.to_string()))
+        .replace("{currency}", &encode(order.price.currency.as_str()))
+}
+
 #[derive(Deserialize)]
 struct Doc {
     #[serde(default)]
@@ -131,7 +216,7 @@ struct Period {
 
 /// The price of `months` of module `tariff_id` in a BILLmanager XML price list, as the panel
 /// would read it; `None` when the list has no such price.
-pub fn price_in_list(xml: &[u8], tariff_id: u64, months: u16) -> Option<Money> {
+pub fn price_in_list(xml: &[u8], tariff_id: u64, months: Months) -> Option<Money> {
     let text = std::str::from_utf8(xml).ok()?;
     let doc: Doc = quick_xml::de::from_str(text).ok()?;
     let list = doc
@@ -139,20 +224,13 @@ pub fn price_in_list(xml: &[u8], tariff_id: u64, months: u16) -> Option<Money> {
         .into_iter()
         .find(|p| p.id.trim().parse::<u64>().ok() == Some(tariff_id))?;
     list.price.into_iter().find_map(|price| {
-        let period = price
-            .period
-            .iter()
-            .find(|p| p.kind == "month" && p.length.trim().parse::<u16>().ok() == Some(months))?;
+        let period = price.period.iter().find(|p| {
+            p.kind == "month" && p.length.trim().parse::<u16>().ok() == Some(months.get())
+        })?;
         let cost: Decimal = period.cost.trim().parse().ok()?;
-        let amount_e4 = cost
-            .checked_mul(Decimal::from(10_000))
-            .filter(|d| d.fract().is_zero() && !d.is_sign_negative())
-            .and_then(|d| i64::try_from(d).ok())?;
-        let money = Money {
-            amount_e4,
-            currency: price.currency.trim().to_owned(),
-        };
-        money.has_valid_currency().then_some(money)
+        let amount = Amount::from_decimal(cost).ok()?;
+        let currency = Currency::new(price.currency.trim()).ok()?;
+        Some(Money::new(amount, currency))
     })
 }
 
@@ -250,29 +328,27 @@ mod tests {
 
     #[test]
     fn prices_are_read_like_the_panel_reads_them() {
-        let m = |amount_e4, currency: &str| Money {
-            amount_e4,
-            currency: currency.to_owned(),
-        };
+        let m = |units, currency: &str| Money::from_units(units, currency).expect("money");
+        let (month, year) = (Months::MONTH, Months::YEAR);
         assert_eq!(
-            price_in_list(LIST.as_bytes(), 55361, 1),
+            price_in_list(LIST.as_bytes(), 55361, month),
             Some(m(36_000, "EUR"))
         );
         assert_eq!(
-            price_in_list(LIST.as_bytes(), 55361, 12),
+            price_in_list(LIST.as_bytes(), 55361, year),
             Some(m(360_000, "EUR"))
         );
         assert_eq!(
-            price_in_list(LIST.as_bytes(), 23221, 1),
+            price_in_list(LIST.as_bytes(), 23221, month),
             Some(m(9_500_000, "RUB"))
         );
-        assert_eq!(price_in_list(LIST.as_bytes(), 23221, 12), None);
-        assert_eq!(price_in_list(LIST.as_bytes(), 1, 1), None);
-        assert_eq!(price_in_list(b"<doc/>", 1, 1), None);
-        assert_eq!(price_in_list(b"<html>", 1, 1), None);
+        assert_eq!(price_in_list(LIST.as_bytes(), 23221, year), None);
+        assert_eq!(price_in_list(LIST.as_bytes(), 1, month), None);
+        assert_eq!(price_in_list(b"<doc/>", 1, month), None);
+        assert_eq!(price_in_list(b"<html>", 1, month), None);
         let odd = r#"<doc><pricelist><id>1</id><price currency="EUR"><period cost="1.00001" type="month" length="1"/></price></pricelist></doc>"#;
-        assert_eq!(price_in_list(odd.as_bytes(), 1, 1), None);
+        assert_eq!(price_in_list(odd.as_bytes(), 1, month), None);
         let negative = r#"<doc><pricelist><id>1</id><price currency="EUR"><period cost="-1" type="month" length="1"/></price></pricelist></doc>"#;
-        assert_eq!(price_in_list(negative.as_bytes(), 1, 1), None);
+        assert_eq!(price_in_list(negative.as_bytes(), 1, month), None);
     }
 }

@@ -1,36 +1,35 @@
 //! [`OrderDesk`]: every order operation, for the HTTP API, the CLI and billing systems that
 //! embed the host. Each operation is one method; they block (database, plugin, upstream), so
-//! async callers run them on a blocking thread.
+//! async callers run them on a blocking thread. The background work of a server (the placement
+//! worker, scheduled price refreshes) is in [`super::worker`].
 //!
 //! The desk keeps no order state of its own: the store's compare-and-set transitions decide
 //! every race, so several desks — the server's worker, an API request and a CLI run against the
 //! same database — never place one order twice.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::buy::{BuyRequest, LICENCE_RULE, is_licence_id, price_in_list};
-use super::journal::{Journal, Seen};
-use super::settle::{Settlement, settle_place};
+use super::buy::{BuyRequest, LICENCE_RULE, is_licence_id};
+use super::placement::{self, Attempt, Operation, Settlement, Unsent};
+use super::placer::{Placer, PlacerError};
+use super::prices::{self, PriceRefresh, RefreshError};
 use super::{
-    Amendment, Change, CostStore, Created, HistoryEntry, ListFilter, NewOrder, Order, OrderId,
-    OrderState, OrderStore, SqliteStore, StoreError, UpstreamCost,
+    Amendment, Change, CostStore, Created, HistoryEntry, ListFilter, Order, OrderId, OrderState,
+    OrderStore, SqliteStore, StoreError,
 };
-use crate::bindings::{orders as hooks, pricing, types};
-use crate::capabilities::Grants;
 use crate::config::{Config, ConfigError, OrderMode};
-use crate::runtime::{Fault, HookCall, HookResult, Runtime};
-use crate::service::{Reseller, order_error_message};
+use crate::money::Months;
+use crate::reseller::Reseller;
+use crate::runtime::{Fault, Runtime};
 
 /// How an upstream operation went wrong, for callers that branch on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum UpstreamFailure {
+pub enum UpstreamOutcome {
     /// Upstream refused (an error document): nothing changed upstream.
     Refused,
     /// The request never left: nothing changed upstream; it may be tried again.
@@ -63,10 +62,14 @@ pub enum DeskError {
     #[error("{message}")]
     Upstream {
         /// How it failed.
-        failure: UpstreamFailure,
+        outcome: UpstreamOutcome,
         /// What happened, for the operator.
         message: String,
     },
+    /// The plugin failed (a trap, a limit) before any request reached upstream: the partner's
+    /// plugin is at fault, and nothing changed upstream.
+    #[error(transparent)]
+    Plugin(Fault),
     /// The configuration cannot be loaded.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -104,56 +107,54 @@ pub struct Marked {
     pub changed: bool,
 }
 
-/// The result of fetching upstream's prices.
-#[derive(Clone, Debug, Serialize)]
-pub struct PriceRefresh {
-    /// The upstream costs stored (one per module and period).
-    pub costs: usize,
-    /// The catalogue's modules whose costs changed to upstream's.
-    pub modules_updated: usize,
-    /// Modules upstream priced that the catalogue does not have.
-    pub unknown_tariffs: Vec<u64>,
-}
-
-/// One placement attempt's end.
-#[derive(Clone, Debug)]
-pub enum Attempt {
-    /// The attempt ran; the order is in its new state. `retry` when nothing was sent and the
-    /// order is back in `paid`.
-    Settled {
-        /// The order now.
-        order: Order,
-        /// Whether the worker should try again later.
-        retry: bool,
-    },
-    /// Someone else holds or settled the order; it is as given.
-    NotClaimed(Order),
-}
-
 /// Every order operation; see the [module documentation](self).
 pub struct OrderDesk {
     reseller: Arc<Reseller>,
     orders: Arc<dyn OrderStore>,
     costs: Arc<dyn CostStore>,
     wake: tokio::sync::Notify,
-    /// The file whose lock makes this desk the database's one placer, if the store has a file.
-    lock_path: Option<PathBuf>,
-    /// Held while this desk is the placer.
-    placer: Mutex<Option<PlacerLock>>,
+    placer: Placer,
 }
 
-/// The lock that makes one desk the only one placing orders from a database: only the placer
-/// claims orders, so a `placing` order found when the lock is taken was left by a placer that
-/// stopped, and can be marked in doubt without racing a live request.
-#[derive(Debug)]
-enum PlacerLock {
-    /// An exclusive lock on a file beside the database, released when the process ends.
-    File {
-        /// Held open for the lock.
-        _file: std::fs::File,
-    },
-    /// A store without a file: only this process uses it.
-    InProcess,
+impl From<PlacerError> for DeskError {
+    fn from(e: PlacerError) -> Self {
+        match e {
+            PlacerError::Busy(_) => DeskError::Unavailable(e.to_string()),
+            PlacerError::Io { .. } => DeskError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<RefreshError> for DeskError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::Fault(fault) => DeskError::from_fault(fault),
+            RefreshError::Upstream { not_sent, message } => DeskError::Upstream {
+                outcome: if not_sent {
+                    UpstreamOutcome::NotSent
+                } else {
+                    UpstreamOutcome::Refused
+                },
+                message,
+            },
+            RefreshError::Unusable(message) => DeskError::Upstream {
+                outcome: UpstreamOutcome::Refused,
+                message,
+            },
+            RefreshError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl DeskError {
+    /// A fault before anything reached upstream: the plugin's, or the host's.
+    fn from_fault(fault: Fault) -> DeskError {
+        if fault.is_guest() {
+            DeskError::Plugin(fault)
+        } else {
+            DeskError::Internal(fault.to_string())
+        }
+    }
 }
 
 impl OrderDesk {
@@ -163,7 +164,7 @@ impl OrderDesk {
     /// refresh replaces them.
     pub fn open(runtime: Runtime, config: Config) -> Result<Arc<OrderDesk>, DeskError> {
         let path = config.order_database();
-        let store = Arc::new(open_store(&path)?);
+        let store = Arc::new(SqliteStore::open(&path)?);
         let stored = store.upstream_costs()?.map(|(costs, _)| costs);
         let reseller = match stored {
             Some(costs) if !costs.is_empty() => {
@@ -176,13 +177,11 @@ impl OrderDesk {
             }
             _ => Reseller::new(runtime, config)?,
         };
-        let mut lock = path.into_os_string();
-        lock.push(".placer-lock");
         Ok(OrderDesk::build(
             Arc::new(reseller),
             store.clone(),
             store,
-            Some(PathBuf::from(lock)),
+            Placer::for_database(&path),
         ))
     }
 
@@ -202,52 +201,54 @@ impl OrderDesk {
             // The configured costs keep serving; a later refresh replaces the stored ones.
             tracing::warn!("the stored upstream costs cannot be applied, so they are ignored: {e}");
         }
-        Ok(OrderDesk::build(reseller, orders, costs, None))
+        Ok(OrderDesk::build(
+            reseller,
+            orders,
+            costs,
+            Placer::in_process(),
+        ))
     }
 
     fn build(
         reseller: Arc<Reseller>,
         orders: Arc<dyn OrderStore>,
         costs: Arc<dyn CostStore>,
-        lock_path: Option<PathBuf>,
+        placer: Placer,
     ) -> Arc<OrderDesk> {
-        warn_if_no_price_for_the_period(&reseller);
+        super::buy::warn_if_no_price_for_the_period(&reseller.active());
         Arc::new(OrderDesk {
             reseller,
             orders,
             costs,
             wake: tokio::sync::Notify::new(),
-            lock_path,
-            placer: Mutex::new(None),
+            placer,
         })
     }
 
     /// Makes this desk the one that places orders from its database, if no other process
     /// (a server, a CLI run) is; then marks orders a stopped placer left `placing` as in doubt
     /// (their request may have reached upstream) and returns them. Placing — [`place`],
-    /// [`run`] — needs this first.
+    /// [`worker::run`] — needs this first.
     ///
     /// [`place`]: Self::place
-    /// [`run`]: Self::run
+    /// [`worker::run`]: super::worker::run
     pub fn become_placer(&self) -> Result<Vec<Order>, DeskError> {
-        let mut placer = self.placer.lock().unwrap_or_else(PoisonError::into_inner);
-        if placer.is_none() {
-            *placer = Some(match &self.lock_path {
-                None => PlacerLock::InProcess,
-                Some(path) => PlacerLock::File {
-                    _file: lock_file(path)?,
-                },
-            });
+        self.placer.take()?;
+        let interrupted = self.orders.mark_interrupted_in_doubt()?;
+        for order in &interrupted {
+            tracing::warn!(
+                order = %order.id,
+                licence = order.licence_id,
+                tariff = order.tariff_id,
+                "a placement was interrupted: the order is in doubt until an operator checks upstream"
+            );
         }
-        drop(placer);
-        self.recover()
+        Ok(interrupted)
     }
 
-    fn is_placer(&self) -> bool {
-        self.placer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some()
+    /// Whether this desk places the orders of its database.
+    pub fn is_placer(&self) -> bool {
+        self.placer.is_held()
     }
 
     /// The host this desk works for.
@@ -261,57 +262,9 @@ impl OrderDesk {
     }
 
     /// Records the order of a Buy redirect — or returns the unpaid one already recorded for
-    /// the same licence and module. The price is the one the partner's price list shows for the
-    /// configured period.
+    /// the same licence and module (see [`super::buy::record`]).
     pub fn buy(&self, request: &BuyRequest) -> Result<Created, DeskError> {
-        let active = self.reseller.active();
-        let config = active.config();
-        let module = config
-            .catalogue
-            .modules
-            .iter()
-            .find(|m| config.tariff_id(m) == request.tariff_id)
-            .ok_or_else(|| {
-                DeskError::Invalid(format!("module_id: {} is not sold here", request.tariff_id))
-            })?;
-        let named = [&module.intname, &module.additionintname]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(&request.module));
-        if !named {
-            return Err(DeskError::Invalid(format!(
-                "module: `{}` is not the name of module {}",
-                request.module, request.tariff_id
-            )));
-        }
-        if !module.orderable {
-            return Err(DeskError::Unavailable(format!(
-                "{} cannot be ordered now",
-                module.name
-            )));
-        }
-        let months = config.orders.period_months;
-        let doc = active
-            .export_prices(&panel_query(Some(request.tariff_id)))
-            .map_err(|e| {
-                tracing::error!("pricing a Buy redirect: {e}");
-                DeskError::Unavailable("the price of this module cannot be computed now".to_owned())
-            })?;
-        let price = price_in_list(&doc.body, request.tariff_id, months).ok_or_else(|| {
-            DeskError::Unavailable(format!(
-                "{} has no price for {months} month(s) in the price list",
-                module.name
-            ))
-        })?;
-        let new = NewOrder {
-            licence_id: request.licence_id.clone(),
-            licence_ip: request.licence_ip,
-            tariff_id: request.tariff_id,
-            service_name: module.intname.clone(),
-            price,
-            period_months: u32::from(months),
-            autoprolong: config.orders.autoprolong,
-        };
-        Ok(self.orders.create_or_reuse_new(&new)?)
+        super::buy::record(&self.reseller.active(), &*self.orders, request)
     }
 
     /// The order with this ID.
@@ -479,7 +432,7 @@ impl OrderDesk {
         if self.mode() == OrderMode::Automatic {
             self.operate(
                 id,
-                &HookCall::Rebind {
+                &Operation::Rebind {
                     service_id,
                     licence_id: licence_id.to_owned(),
                 },
@@ -497,19 +450,19 @@ impl OrderDesk {
         )?)
     }
 
-    /// Renews a placed module for `months` (`service.prolong`).
-    pub fn renew(&self, id: &OrderId, months: u16, actor: &str) -> Result<Order, DeskError> {
-        if months == 0 || u32::from(months) > super::MAX_PERIOD_MONTHS {
-            return Err(DeskError::Invalid(format!(
-                "period: expected 1 to {} months",
-                super::MAX_PERIOD_MONTHS
-            )));
-        }
-        let (_, service_id) = self.placed(id)?;
+    /// Renews a placed module (`service.prolong`) for `period`, or for the order's own period.
+    pub fn renew(
+        &self,
+        id: &OrderId,
+        period: Option<Months>,
+        actor: &str,
+    ) -> Result<Order, DeskError> {
+        let (order, service_id) = self.placed(id)?;
+        let months = period.unwrap_or(order.period);
         if self.mode() == OrderMode::Automatic {
             self.operate(
                 id,
-                &HookCall::Renew {
+                &Operation::Renew {
                     service_id,
                     period: months,
                 },
@@ -532,7 +485,7 @@ impl OrderDesk {
         }
         let (_, service_id) = self.placed(id)?;
         if self.mode() == OrderMode::Automatic {
-            self.operate(id, &HookCall::Remove { service_id })?;
+            self.operate(id, &Operation::Remove { service_id })?;
         }
         let note = format!("removed{}", self.manual_note());
         Ok(self.orders.transition(
@@ -549,211 +502,24 @@ impl OrderDesk {
         self.attempt(id, actor, false)
     }
 
-    fn recover(&self) -> Result<Vec<Order>, DeskError> {
-        let interrupted = self.orders.mark_interrupted_in_doubt()?;
-        for order in &interrupted {
-            tracing::warn!(
-                order = %order.id,
-                licence = order.licence_id,
-                tariff = order.tariff_id,
-                "a placement was interrupted: the order is in doubt until an operator checks upstream"
-            );
-        }
-        Ok(interrupted)
-    }
-
     /// Fetches what upstream charges now (the plugin's `upstream-costs` hook, `pricelist.export`
     /// upstream), keeps it in the database and makes the catalogue's costs follow it.
     pub fn refresh_prices(&self) -> Result<PriceRefresh, DeskError> {
-        let (result, _) = self.invoke(&HookCall::UpstreamCosts, None);
-        let offers = match result {
-            Ok(HookResult::Costs(Ok(offers))) => offers,
-            Ok(HookResult::Costs(Err(e))) => {
-                return Err(DeskError::Upstream {
-                    failure: match e {
-                        types::OrderError::NotSent(_) => UpstreamFailure::NotSent,
-                        _ => UpstreamFailure::Refused,
-                    },
-                    message: order_error_message(&e),
-                });
-            }
-            Ok(_) => {
-                return Err(DeskError::Internal(
-                    "the plugin answered another hook".into(),
-                ));
-            }
-            Err(fault) => return Err(plugin_failure(&fault)),
-        };
-        let costs: Vec<UpstreamCost> = offers
-            .iter()
-            .flat_map(|offer| {
-                offer.costs.iter().map(|pc| UpstreamCost {
-                    tariff_id: offer.tariff_id,
-                    period_months: u32::from(pc.months),
-                    amount_e4: pc.cost.units,
-                    currency: pc.cost.currency.clone(),
-                })
-            })
-            .collect();
-        if let Err(e) = UpstreamCost::validate_all(&costs) {
-            return Err(DeskError::Upstream {
-                failure: UpstreamFailure::Refused,
-                message: format!("the plugin's upstream costs are not usable: {e}"),
-            });
-        }
-        let active = self.reseller.active();
-        let mut unknown_tariffs: Vec<u64> = offers
-            .iter()
-            .map(|o| o.tariff_id)
-            .filter(|t| {
-                !active
-                    .config()
-                    .catalogue
-                    .modules
-                    .iter()
-                    .any(|m| active.config().tariff_id(m) == *t)
-            })
-            .collect();
-        drop(active);
-        unknown_tariffs.sort_unstable();
-        unknown_tariffs.dedup();
-        // Applied (and so checked by a price export) first, kept only if that worked: costs
-        // that cannot price are never stored.
-        let modules_updated = self
-            .reseller
-            .set_upstream_costs(costs.clone())
-            .map_err(|e| DeskError::Upstream {
-                failure: UpstreamFailure::Refused,
-                message: format!(
-                    "upstream's costs cannot price the catalogue, so they are not used: {e}"
-                ),
-            })?;
-        self.costs.replace_upstream_costs(&costs)?;
-        tracing::info!(
-            costs = costs.len(),
-            modules_updated,
-            "upstream prices refreshed"
-        );
-        Ok(PriceRefresh {
-            costs: costs.len(),
-            modules_updated,
-            unknown_tariffs,
-        })
+        Ok(prices::refresh(&self.reseller, &self.orders, &*self.costs)?)
     }
 
-    /// Places paid orders as they come, until the process ends: woken by [`mark_paid`] and
-    /// [`retry`], and every `orders.poll_ms` for orders paid elsewhere (another process on the
-    /// same database, an order whose retry is due). Orders whose request never left are tried
-    /// again after `retry_initial_ms`, doubling up to `retry_max_ms`, and marked failed after
-    /// `max_attempts`. Does nothing in manual mode.
-    ///
-    /// Call [`become_placer`](Self::become_placer) first; without it this returns at once.
-    ///
-    /// [`mark_paid`]: Self::mark_paid
-    /// [`retry`]: Self::retry
-    pub async fn run(self: Arc<Self>) {
-        if !self.is_placer() {
-            tracing::error!("the placement worker needs the placer lock; no order is placed");
-            return;
-        }
-        // Order → (not before, attempts whose request never left, in a row).
-        let mut waiting: HashMap<OrderId, (Instant, u32)> = HashMap::new();
-        loop {
-            let active = self.reseller.active();
-            let settings = active.config().orders.clone();
-            let automatic = active.config().order_mode() == OrderMode::Automatic;
-            drop(active);
-            if automatic {
-                let desk = self.clone();
-                // Oldest first.
-                let paid =
-                    tokio::task::spawn_blocking(move || desk.orders.orders_to_resume()).await;
-                let paid: Vec<Order> = match paid {
-                    Ok(Ok(orders)) => orders
-                        .into_iter()
-                        .filter(|o| o.state == OrderState::Paid)
-                        .collect(),
-                    Ok(Err(e)) => {
-                        tracing::error!("cannot list paid orders: {e}");
-                        Vec::new()
-                    }
-                    Err(e) => {
-                        tracing::error!("the order listing task failed: {e}");
-                        Vec::new()
-                    }
-                };
-                if !paid.is_empty() {
-                    waiting.retain(|id, _| paid.iter().any(|o| &o.id == id));
-                }
-                for order in paid {
-                    let (not_before, tries) = waiting
-                        .get(&order.id)
-                        .copied()
-                        .unwrap_or((Instant::now(), 0));
-                    if not_before > Instant::now() {
-                        continue;
-                    }
-                    let tries = tries.saturating_add(1);
-                    let last_chance = tries >= settings.max_attempts;
-                    let desk = self.clone();
-                    let id = order.id.clone();
-                    let attempt = tokio::task::spawn_blocking(move || {
-                        desk.attempt(&id, "worker", last_chance)
-                    })
-                    .await;
-                    match attempt {
-                        Ok(Ok(Attempt::Settled { retry: true, .. })) => {
-                            let delay = backoff(&settings, tries);
-                            tracing::info!(order = %order.id, attempt = tries, ?delay, "not sent; will retry");
-                            waiting.insert(order.id, (later(delay), tries));
-                        }
-                        Ok(Ok(Attempt::Settled { order, .. })) => {
-                            tracing::info!(order = %order.id, state = %order.state, "placement settled");
-                            waiting.remove(&order.id);
-                        }
-                        Ok(Ok(Attempt::NotClaimed(_))) => {
-                            waiting.remove(&order.id);
-                        }
-                        Ok(Err(e)) => {
-                            tracing::error!(order = %order.id, "placement: {e}");
-                            let delay = backoff(&settings, tries);
-                            waiting.insert(order.id, (later(delay), tries));
-                        }
-                        Err(e) => {
-                            tracing::error!(order = %order.id, "the placement task failed: {e}")
-                        }
-                    }
-                }
-            }
-            let poll = Duration::from_millis(settings.poll_ms);
-            tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
-            }
-        }
+    /// The paid orders waiting for placement, oldest first.
+    pub(crate) fn paid_orders(&self) -> Result<Vec<Order>, DeskError> {
+        let mut orders = self.orders.orders_to_resume()?;
+        orders.retain(|o| o.state == OrderState::Paid);
+        Ok(orders)
     }
 
-    /// Fetches upstream's prices every `upstream.prices_refresh_minutes` (read at each round),
-    /// until the process ends; does nothing while it is 0.
-    pub async fn run_price_refresh(self: Arc<Self>) {
-        loop {
-            let minutes = self
-                .reseller
-                .active()
-                .config()
-                .upstream
-                .prices_refresh_minutes;
-            if minutes == 0 {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                continue;
-            }
-            tokio::time::sleep(Duration::from_secs(minutes.saturating_mul(60))).await;
-            let desk = self.clone();
-            match tokio::task::spawn_blocking(move || desk.refresh_prices()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!("scheduled upstream price refresh: {e}"),
-                Err(e) => tracing::error!("the price refresh task failed: {e}"),
-            }
+    /// Waits until an order may be waiting: the worker is woken, or `poll` has passed.
+    pub(crate) async fn wait_for_work(&self, poll: Duration) {
+        tokio::select! {
+            () = self.wake.notified() => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
 
@@ -784,7 +550,14 @@ impl OrderDesk {
         }
     }
 
-    fn attempt(&self, id: &OrderId, actor: &str, last_chance: bool) -> Result<Attempt, DeskError> {
+    /// One placement attempt, by the placer; `last_chance` marks the order failed rather than
+    /// queue it again when nothing was sent.
+    pub(crate) fn attempt(
+        &self,
+        id: &OrderId,
+        actor: &str,
+        last_chance: bool,
+    ) -> Result<Attempt, DeskError> {
         if self.mode() != OrderMode::Automatic {
             return Err(DeskError::Unavailable(
                 "orders are placed by hand in manual mode: mark the order placed".to_owned(),
@@ -795,241 +568,25 @@ impl OrderDesk {
                 "this desk is not the placer of its database (become_placer)".to_owned(),
             ));
         }
-        let order = match self.orders.transition(
+        Ok(placement::attempt(
+            &self.reseller.active(),
+            &self.orders,
             id,
-            OrderState::Paid,
-            OrderState::Placing,
-            Change::by(actor),
-        ) {
-            Ok(order) => order,
-            Err(StoreError::Conflict { .. }) => {
-                return Ok(Attempt::NotClaimed(self.orders.get(id)?));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let hook_order = hooks::Order {
-            id: order.id.to_string(),
-            licence_id: order.licence_id.clone(),
-            licence_ip: order.licence_ip.map(|ip| ip.to_string()),
-            tariff_id: order.tariff_id,
-            period: u16::try_from(order.period_months).unwrap_or(u16::MAX),
-            autoprolong: order.autoprolong,
-            price: types::Money {
-                units: order.price.amount_e4,
-                currency: order.price.currency.clone(),
-            },
-        };
-        let (result, seen) = self.invoke(&HookCall::Place(hook_order), Some(id));
-        let settlement = match result {
-            Ok(HookResult::Placed(answer)) => settle_place(Ok(answer.map(|p| p.service_id)), &seen),
-            Ok(_) => settle_place(
-                Err(&Fault::Host("the plugin answered another hook".into())),
-                &seen,
-            ),
-            Err(fault) => settle_place(Err(&fault), &seen),
-        };
-        let change = Change::by(actor);
-        let (to, change) = match settlement {
-            Settlement::Placed(service_id) => (
-                OrderState::Placed,
-                change
-                    .with_service_id(service_id)
-                    .with_note("placed upstream"),
-            ),
-            Settlement::Failed(why) => (OrderState::Failed, change.with_error(why)),
-            Settlement::InDoubt(why) => (OrderState::InDoubt, change.with_error(why)),
-            Settlement::Retry(why) if last_chance => (
-                OrderState::Failed,
-                change.with_error(format!(
-                    "{why} (gave up after {} attempts; nothing reached upstream)",
-                    order.attempts
-                )),
-            ),
-            Settlement::Retry(why) => (
-                OrderState::Paid,
-                change
-                    .with_error(why)
-                    .with_note("nothing reached upstream; queued again"),
-            ),
-        };
-        let retry = to == OrderState::Paid;
-        // The outcome must not be lost: a busy or failing database gets a few more chances.
-        // If it never takes it, the order stays `placing`, and the next start marks it in doubt.
-        let mut wait = Duration::from_millis(100);
-        let order = loop {
-            match self
-                .orders
-                .transition(id, OrderState::Placing, to, change.clone())
-            {
-                Ok(order) => break order,
-                Err(e @ (StoreError::Database(_) | StoreError::SchemaTooNew { .. }))
-                    if wait < Duration::from_secs(5) =>
-                {
-                    tracing::warn!(order = %id, "recording the outcome ({to}) failed, retrying: {e}");
-                    std::thread::sleep(wait);
-                    wait *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(order = %id, "the outcome {to} of this placement could not be recorded: {e}");
-                    return Err(e.into());
-                }
-            }
-        };
-        Ok(Attempt::Settled { order, retry })
+            actor,
+            last_chance,
+        )?)
     }
 
-    /// Runs an order hook other than `place` for a placed order and says how it ended.
-    fn operate(&self, id: &OrderId, hook: &HookCall) -> Result<(), DeskError> {
-        let (result, seen) = self.invoke(hook, Some(id));
-        // The rules of placement apply: "done" stands for a service ID.
-        let settlement = match result {
-            Ok(HookResult::Done(answer)) => {
-                settle_place(Ok(answer.map(|()| "done".to_owned())), &seen)
-            }
-            Ok(_) => settle_place(
-                Err(&Fault::Host("the plugin answered another hook".into())),
-                &seen,
-            ),
-            Err(fault) => settle_place(Err(&fault), &seen),
-        };
-        let (failure, message) = match settlement {
+    /// Runs an operation on a placed module upstream and says how it ended.
+    fn operate(&self, id: &OrderId, operation: &Operation) -> Result<(), DeskError> {
+        let settlement = placement::operate(&self.reseller.active(), &self.orders, id, operation);
+        let (outcome, message) = match settlement {
             Settlement::Placed(_) => return Ok(()),
-            Settlement::Failed(m) => (UpstreamFailure::Refused, m),
-            Settlement::InDoubt(m) => (UpstreamFailure::InDoubt, m),
-            Settlement::Retry(m) => (UpstreamFailure::NotSent, m),
+            Settlement::Failed(m) => (UpstreamOutcome::Refused, m),
+            Settlement::InDoubt(m) => (UpstreamOutcome::InDoubt, m),
+            Settlement::Retry(Unsent::NotSent(m)) => (UpstreamOutcome::NotSent, m),
+            Settlement::Retry(Unsent::Fault(fault)) => return Err(DeskError::from_fault(fault)),
         };
-        Err(DeskError::Upstream { failure, message })
-    }
-
-    /// Runs a hook with upstream calls recorded in `order`'s history.
-    fn invoke(
-        &self,
-        hook: &HookCall,
-        order: Option<&OrderId>,
-    ) -> (Result<HookResult, Fault>, Vec<Seen>) {
-        let active = self.reseller.active();
-        let policy = &active.grants().upstream;
-        let journal = Journal::new(policy.client().clone(), self.orders.clone(), order.cloned());
-        let grants = Grants {
-            upstream: Arc::new(policy.with_client(journal.clone())),
-            ..active.grants().clone()
-        };
-        let (result, usage) = active.plugin().invoke(&grants, hook);
-        tracing::debug!(fuel = usage.fuel, elapsed = ?usage.elapsed, "order hook");
-        if let Err(fault) = &result {
-            tracing::error!(order = order.map(OrderId::as_str), "{fault}");
-        }
-        (result, journal.seen())
-    }
-}
-
-/// Says so in the log when no module of the price list has a price for the period a Buy
-/// orders: every Buy would be refused.
-fn warn_if_no_price_for_the_period(reseller: &Reseller) {
-    let active = reseller.active();
-    let config = active.config();
-    let months = config.orders.period_months;
-    let Ok(doc) = active.export_prices(&panel_query(None)) else {
-        return;
-    };
-    let priced = config
-        .catalogue
-        .modules
-        .iter()
-        .any(|m| price_in_list(&doc.body, config.tariff_id(m), months).is_some());
-    if !priced && !config.catalogue.modules.is_empty() {
-        tracing::warn!(
-            "orders.period_months = {months}, but no module of the price list has a price for \
-             {months} month(s): every Buy will be refused (see the plugin's periods)"
-        );
-    }
-}
-
-/// A plugin that could not be run, as an upstream failure: nothing is known to have been sent.
-fn plugin_failure(fault: &Fault) -> DeskError {
-    DeskError::Upstream {
-        failure: UpstreamFailure::NotSent,
-        message: format!("the plugin failed: {fault}"),
-    }
-}
-
-/// Takes the exclusive lock on `path`, creating it if needed, without waiting.
-fn lock_file(path: &Path) -> Result<std::fs::File, DeskError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| DeskError::Internal(format!("cannot open {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(DeskError::Unavailable(format!(
-            "another process places the orders of this database (it holds {}): a running \
-             server places paid orders itself",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(DeskError::Internal(format!(
-            "cannot lock {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// The panel's query for the orderable modules as XML: the whole list, or one module.
-fn panel_query(pricelist: Option<u64>) -> pricing::Query {
-    pricing::Query {
-        itemtype: "addition".to_owned(),
-        only_available: true,
-        pricelist,
-        format: pricing::Format::Xml,
-        lang: None,
-    }
-}
-
-/// `delay` from now, or as late as the clock goes.
-fn later(delay: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(delay)
-        .unwrap_or(now + Duration::from_secs(86_400))
-}
-
-/// The wait before attempt `tries + 1`.
-fn backoff(settings: &crate::config::OrdersConfig, tries: u32) -> Duration {
-    let factor = 1u64 << tries.saturating_sub(1).min(20);
-    Duration::from_millis(
-        settings
-            .retry_initial_ms
-            .saturating_mul(factor)
-            .min(settings.retry_max_ms),
-    )
-}
-
-/// Opens (creating if needed) the SQLite order database at `path`.
-pub fn open_store(path: &Path) -> Result<SqliteStore, DeskError> {
-    SqliteStore::open(path).map_err(|e| {
-        DeskError::Internal(format!(
-            "cannot open the order database {}: {e}",
-            path.display()
-        ))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::OrdersConfig;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let settings = OrdersConfig {
-            retry_initial_ms: 1000,
-            retry_max_ms: 5000,
-            ..OrdersConfig::default()
-        };
-        let waits: Vec<u64> = (1..=5)
-            .map(|t| u64::try_from(backoff(&settings, t).as_millis()).unwrap_or(0))
-            .collect();
-        assert_eq!(waits, [1000, 2000, 4000, 5000, 5000]);
-        assert_eq!(backoff(&settings, u32::MAX), Duration::from_millis(5000));
+        Err(DeskError::Upstream { outcome, message })
     }
 }

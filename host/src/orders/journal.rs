@@ -100,13 +100,10 @@ impl UpstreamClient for Journal {
                 let (outcome, detail) = read_answer(response);
                 (outcome, Some(response.status), detail)
             }
-            Err(CallError::NotAllowed(m)) => (
-                CallOutcome::NotSent,
-                None,
-                format!("refused by the host: {m}"),
-            ),
-            Err(CallError::NotSent(m)) => (CallOutcome::NotSent, None, format!("not sent: {m}")),
-            Err(CallError::InDoubt(m)) => (CallOutcome::Unknown, None, format!("in doubt: {m}")),
+            Err(e) => {
+                let (outcome, detail) = call_error_outcome(e);
+                (outcome, None, detail)
+            }
         };
         self.seen
             .lock()
@@ -138,6 +135,16 @@ impl UpstreamClient for Journal {
             }
         }
         answer
+    }
+}
+
+/// How a call that got no answer ended, as the host records it: a refusal by the host or a
+/// request that never left is not sent; anything else may have reached upstream.
+fn call_error_outcome(e: &CallError) -> (CallOutcome, String) {
+    match e {
+        CallError::NotAllowed(m) => (CallOutcome::NotSent, format!("refused by the host: {m}")),
+        CallError::NotSent(m) => (CallOutcome::NotSent, format!("not sent: {m}")),
+        CallError::InDoubt(m) => (CallOutcome::Unknown, format!("in doubt: {m}")),
     }
 }
 

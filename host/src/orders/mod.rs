@@ -37,9 +37,12 @@ pub mod buy;
 pub mod desk;
 pub mod journal;
 pub mod page;
-pub mod settle;
+pub mod placement;
+mod placer;
+mod prices;
 pub mod sqlite;
 pub mod store;
+pub mod worker;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -47,18 +50,19 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use desk::{DeskError, OrderDesk};
+use crate::money::Money;
+use crate::money::Months;
+
+pub use desk::{DeskError, OrderDesk, UpstreamOutcome};
+pub use prices::PriceRefresh;
 pub use sqlite::SqliteStore;
 pub use store::{
     Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, OrderStore,
-    StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, UpstreamCost,
+    StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord,
 };
 
 /// Longest licence ID, service name or service ID accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
-
-/// Longest period an order may have, in months.
-pub const MAX_PERIOD_MONTHS: u32 = 120;
 
 /// The state of an order. See the [module documentation](self) for the transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -235,36 +239,6 @@ impl<'de> Deserialize<'de> for OrderId {
     }
 }
 
-/// An amount of money: fixed-point ten-thousandths (`9_900` = 0.99) and an ISO 4217 code.
-/// Never a float.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    /// The amount in ten-thousandths of the currency's unit.
-    pub amount_e4: i64,
-    /// Three capital letters, e.g. `EUR`.
-    pub currency: String,
-}
-
-impl Money {
-    /// The amount with four decimals and no currency, e.g. `913.9286`.
-    pub fn amount(&self) -> String {
-        let sign = if self.amount_e4 < 0 { "-" } else { "" };
-        let abs = self.amount_e4.unsigned_abs();
-        format!("{sign}{}.{:04}", abs / 10_000, abs % 10_000)
-    }
-
-    /// Whether the currency code is three capital ASCII letters.
-    pub fn has_valid_currency(&self) -> bool {
-        self.currency.len() == 3 && self.currency.bytes().all(|b| b.is_ascii_uppercase())
-    }
-}
-
-impl fmt::Display for Money {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.amount(), self.currency)
-    }
-}
-
 /// What a new order is made of: everything the Buy redirect and the partner's price give.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewOrder {
@@ -278,47 +252,61 @@ pub struct NewOrder {
     pub service_name: String,
     /// The price the user was shown.
     pub price: Money,
-    /// The period ordered, in months (`period` upstream).
-    pub period_months: u32,
+    /// The period ordered (`period` upstream).
+    pub period: Months,
     /// Whether the module renews itself (`autoprolong` = the period, else `null`).
     pub autoprolong: bool,
 }
 
+/// A field of an order that a store cannot keep.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidOrder {
+    /// A name or an ID that is empty, too long, or holds control characters.
+    #[error(transparent)]
+    Name(#[from] BadName),
+    /// A tariff ID beyond what the databases store.
+    #[error("tariff ID {0} is too large")]
+    TariffTooLarge(u64),
+}
+
 impl NewOrder {
-    /// Checks the fields a store relies on; the message says which one is wrong.
+    /// Checks the fields a store relies on; the error says which one is wrong. (The price and
+    /// the period are valid by their types.)
     ///
     /// This is a last line of defence: the HTTP layer validates browser input first.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidOrder> {
         check_name("licence ID", &self.licence_id)?;
         check_name("service name", &self.service_name)?;
         if i64::try_from(self.tariff_id).is_err() {
-            return Err(format!("tariff ID {} is too large", self.tariff_id));
-        }
-        if self.price.amount_e4 < 0 {
-            return Err("the price is negative".to_owned());
-        }
-        if !self.price.has_valid_currency() {
-            return Err("the currency is not three capital letters".to_owned());
-        }
-        if self.period_months == 0 || self.period_months > MAX_PERIOD_MONTHS {
-            return Err(format!(
-                "the period must be 1 to {MAX_PERIOD_MONTHS} months, not {}",
-                self.period_months
-            ));
+            return Err(InvalidOrder::TariffTooLarge(self.tariff_id));
         }
         Ok(())
     }
 }
 
+/// An identifier-like text that cannot be kept.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    /// Nothing but spaces.
+    #[error("the {0} is empty")]
+    Empty(&'static str),
+    /// Longer than [`MAX_NAME_LEN`] bytes.
+    #[error("the {0} is longer than {MAX_NAME_LEN} bytes")]
+    TooLong(&'static str),
+    /// A control character.
+    #[error("the {0} contains control characters")]
+    Control(&'static str),
+}
+
 /// Checks an identifier-like text: not empty, at most [`MAX_NAME_LEN`] bytes, no control
 /// characters.
-pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), BadName> {
     if value.trim().is_empty() {
-        Err(format!("the {what} is empty"))
+        Err(BadName::Empty(what))
     } else if value.len() > MAX_NAME_LEN {
-        Err(format!("the {what} is longer than {MAX_NAME_LEN} bytes"))
+        Err(BadName::TooLong(what))
     } else if value.chars().any(char::is_control) {
-        Err(format!("the {what} contains control characters"))
+        Err(BadName::Control(what))
     } else {
         Ok(())
     }
@@ -339,8 +327,9 @@ pub struct Order {
     pub service_name: String,
     /// The price the user was shown.
     pub price: Money,
-    /// The period ordered, in months.
-    pub period_months: u32,
+    /// The period ordered.
+    #[serde(rename = "period_months")]
+    pub period: Months,
     /// Whether the module renews itself.
     pub autoprolong: bool,
     /// The upstream service ID (`elid` of later calls), once placed.
@@ -477,44 +466,14 @@ mod tests {
         assert!(serde_json::from_str::<OrderId>("\"nope\"").is_err());
     }
 
-    #[test]
-    fn money_is_shown_with_four_decimals() {
-        let m = |amount_e4| Money {
-            amount_e4,
-            currency: "EUR".to_owned(),
-        };
-        assert_eq!(m(9_139_286).to_string(), "913.9286 EUR");
-        assert_eq!(m(0).to_string(), "0.0000 EUR");
-        assert_eq!(m(-15).to_string(), "-0.0015 EUR");
-        assert_eq!(m(i64::MIN).to_string(), "-922337203685477.5808 EUR");
-        assert!(m(1).has_valid_currency());
-        assert!(
-            !Money {
-                amount_e4: 1,
-                currency: "eur".to_owned()
-            }
-            .has_valid_currency()
-        );
-        assert!(
-            !Money {
-                amount_e4: 1,
-                currency: "EURO".to_owned()
-            }
-            .has_valid_currency()
-        );
-    }
-
     fn valid() -> NewOrder {
         NewOrder {
             licence_id: "123456".to_owned(),
             licence_ip: Some("192.0.2.10".parse().expect("ip")),
             tariff_id: 55361,
             service_name: "drweb".to_owned(),
-            price: Money {
-                amount_e4: 99_000,
-                currency: "EUR".to_owned(),
-            },
-            period_months: 1,
+            price: Money::from_units(99_000, "EUR").expect("money"),
+            period: Months::MONTH,
             autoprolong: true,
         }
     }
@@ -551,44 +510,10 @@ mod tests {
                 },
                 "too large",
             ),
-            (
-                NewOrder {
-                    price: Money {
-                        amount_e4: -1,
-                        currency: "EUR".to_owned(),
-                    },
-                    ..valid()
-                },
-                "negative",
-            ),
-            (
-                NewOrder {
-                    price: Money {
-                        amount_e4: 1,
-                        currency: "€".to_owned(),
-                    },
-                    ..valid()
-                },
-                "currency",
-            ),
-            (
-                NewOrder {
-                    period_months: 0,
-                    ..valid()
-                },
-                "period",
-            ),
-            (
-                NewOrder {
-                    period_months: 121,
-                    ..valid()
-                },
-                "period",
-            ),
         ];
         for (order, needle) in cases {
             let err = order.validate().expect_err("invalid order accepted");
-            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+            assert!(err.to_string().contains(needle), "{err:?} lacks {needle:?}");
         }
     }
 }

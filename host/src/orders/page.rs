@@ -5,6 +5,7 @@
 use quick_xml::escape::escape;
 
 use super::{Order, OrderState};
+use crate::money::Months;
 
 /// The order page: what was ordered, for which licence, at what price, and where it stands.
 pub fn order_page(order: &Order) -> String {
@@ -23,10 +24,10 @@ pub fn order_page(order: &Order) -> String {
         .licence_ip
         .map(|ip| format!("<tr><th>Licence IP</th><td>{ip}</td></tr>"))
         .unwrap_or_default();
-    let months = if order.period_months == 1 {
+    let months = if order.period == Months::MONTH {
         "1 month".to_owned()
     } else {
-        format!("{} months", order.period_months)
+        format!("{} months", order.period)
     };
     page(
         "Your order",
@@ -69,7 +70,8 @@ fn page(title: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::{Money, OrderId};
+    use crate::money::Money;
+    use crate::orders::OrderId;
 
     #[test]
     fn values_are_escaped() {
@@ -79,11 +81,8 @@ mod tests {
             licence_ip: None,
             tariff_id: 55361,
             service_name: "a&b\"".to_owned(),
-            price: Money {
-                amount_e4: 36_000,
-                currency: "EUR".to_owned(),
-            },
-            period_months: 1,
+            price: Money::from_units(36_000, "EUR").expect("money"),
+            period: Months::MONTH,
             autoprolong: true,
             upstream_service_id: None,
             state: OrderState::New,

@@ -20,9 +20,10 @@ use rusqlite::{
 
 use super::store::{
     Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, MAX_LIST_LIMIT,
-    OrderStore, StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, UpstreamCost,
+    OrderStore, StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, check_costs,
 };
 use super::{NewOrder, Order, OrderId, OrderState};
+use crate::money::{Money, Months, UpstreamCost};
 
 /// How long a write waits for another connection's write lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,13 +164,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let value = f(&tx)?;
-        tx.commit().map_err(db)?;
-        Ok(value)
+        self.in_tx(TransactionBehavior::Immediate, f)
     }
 
     /// Runs `f` in a read transaction: one consistent snapshot.
@@ -177,10 +172,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.in_tx(TransactionBehavior::Deferred, f)
+    }
+
+    fn in_tx<T>(
+        &self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(db)?;
+        let tx = conn.transaction_with_behavior(behavior).map_err(db)?;
         let value = f(&tx)?;
         tx.commit().map_err(db)?;
         Ok(value)
@@ -295,11 +296,8 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         tariff_id: u64::try_from(tariff)
             .map_err(|_| unreadable(3, format!("negative tariff ID {tariff}")))?,
         service_name: row.get(4)?,
-        price: super::Money {
-            amount_e4: row.get(5)?,
-            currency: row.get(6)?,
-        },
-        period_months: row.get(7)?,
+        price: money(row, 5, 6)?,
+        period: months(row, 7)?,
         autoprolong: row.get(8)?,
         upstream_service_id: row.get(9)?,
         state: row.get(10)?,
@@ -308,6 +306,18 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         created_ms: row.get(13)?,
         updated_ms: row.get(14)?,
     })
+}
+
+/// Money from an amount column and a currency column.
+fn money(row: &Row<'_>, amount: usize, currency: usize) -> rusqlite::Result<Money> {
+    let units: i64 = row.get(amount)?;
+    let code: String = row.get(currency)?;
+    Money::from_units(units, &code).map_err(|e| unreadable(amount, e.to_string()))
+}
+
+/// A period from a months column.
+fn months(row: &Row<'_>, idx: usize) -> rusqlite::Result<Months> {
+    Months::new(row.get(idx)?).map_err(|e| unreadable(idx, e.to_string()))
 }
 
 fn event_number(idx: usize, value: i64) -> rusqlite::Result<u64> {
@@ -455,7 +465,8 @@ fn insert_transition(
 
 impl OrderStore for SqliteStore {
     fn create_or_reuse_new(&self, new: &NewOrder) -> Result<Created, StoreError> {
-        new.validate().map_err(StoreError::Invalid)?;
+        new.validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         let tariff = i64::try_from(new.tariff_id)
             .map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))?;
         self.write(|tx| {
@@ -495,9 +506,9 @@ impl OrderStore for SqliteStore {
                     new.licence_ip.map(|ip| ip.to_string()),
                     tariff,
                     new.service_name,
-                    new.price.amount_e4,
-                    new.price.currency,
-                    new.period_months,
+                    new.price.amount.units(),
+                    new.price.currency.as_str(),
+                    new.period.get(),
                     new.autoprolong,
                     now
                 ],
@@ -707,7 +718,7 @@ impl OrderStore for SqliteStore {
 
 impl CostStore for SqliteStore {
     fn replace_upstream_costs(&self, costs: &[UpstreamCost]) -> Result<(), StoreError> {
-        UpstreamCost::validate_all(costs)?;
+        check_costs(costs)?;
         self.write(|tx| {
             // The fetch row first: in a database with row locks it serialises replacements.
             tx.execute(
@@ -729,9 +740,9 @@ impl CostStore for SqliteStore {
                 insert
                     .execute(rusqlite::params![
                         tariff,
-                        cost.period_months,
-                        cost.amount_e4,
-                        cost.currency
+                        cost.period.get(),
+                        cost.cost.amount.units(),
+                        cost.cost.currency.as_str()
                     ])
                     .map_err(db)?;
             }
@@ -764,9 +775,8 @@ impl CostStore for SqliteStore {
                     Ok(UpstreamCost {
                         tariff_id: u64::try_from(tariff)
                             .map_err(|_| unreadable(0, format!("negative tariff ID {tariff}")))?,
-                        period_months: r.get(1)?,
-                        amount_e4: r.get(2)?,
-                        currency: r.get(3)?,
+                        period: months(r, 1)?,
+                        cost: money(r, 2, 3)?,
                     })
                 })
                 .map_err(db)?;

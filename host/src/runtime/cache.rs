@@ -37,6 +37,27 @@ pub enum CacheOutcome {
     NotStored(String),
 }
 
+/// Why a cache entry is not used, or could not be stored.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    #[error("unreadable: {0}")]
+    Unreadable(std::io::Error),
+    #[error("{path} is writable by other users (mode {mode:o})")]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("not a cache entry of this host")]
+    Foreign,
+    #[error("truncated")]
+    Truncated,
+    #[error("checksum mismatch: the entry is corrupt")]
+    Corrupt,
+    #[error("refused by wasmtime: {0}")]
+    Refused(String),
+    #[error("cannot serialise the compiled code: {0}")]
+    Serialize(String),
+    #[error(transparent)]
+    Write(#[from] std::io::Error),
+}
+
 /// Feeds `Hash` output into SHA-256, for a key that is the same on every run.
 struct Sha256Hasher(Sha256);
 
@@ -88,7 +109,7 @@ impl CodeCache {
                     "ignoring compiled-code cache entry {}: {why}",
                     entry.display()
                 );
-                Some(why)
+                Some(why.to_string())
             }
         };
         let component = compile()?;
@@ -102,8 +123,10 @@ impl CodeCache {
         Ok((component, outcome))
     }
 
-    fn store(&self, entry: &Path, component: &Component) -> anyhow::Result<()> {
-        let artifact = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    fn store(&self, entry: &Path, component: &Component) -> Result<(), EntryError> {
+        let artifact = component
+            .serialize()
+            .map_err(|e| EntryError::Serialize(e.to_string()))?;
         create_private_dir(&self.dir)?;
         let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
         let mut file = fs::File::create(&tmp)?;
@@ -117,24 +140,22 @@ impl CodeCache {
 }
 
 /// Reads an entry: `None` when there is none, an error when there is one not to trust.
-fn read_trusted(engine: &Engine, entry: &Path) -> Result<Option<Component>, String> {
+fn read_trusted(engine: &Engine, entry: &Path) -> Result<Option<Component>, EntryError> {
     let bytes = match fs::read(entry) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("unreadable: {e}")),
+        Err(e) => return Err(EntryError::Unreadable(e)),
     };
     writable_only_by_owner(entry)?;
     writable_only_by_owner(entry.parent().unwrap_or(Path::new(".")))?;
-    let rest = bytes
-        .strip_prefix(MAGIC)
-        .ok_or("not a cache entry of this host")?;
-    let (sum, artifact) = rest.split_at_checked(32).ok_or("truncated")?;
+    let rest = bytes.strip_prefix(MAGIC).ok_or(EntryError::Foreign)?;
+    let (sum, artifact) = rest.split_at_checked(32).ok_or(EntryError::Truncated)?;
     if Sha256::digest(artifact).as_slice() != sum {
-        return Err("checksum mismatch: the entry is corrupt".to_owned());
+        return Err(EntryError::Corrupt);
     }
     deserialize(engine, artifact)
         .map(Some)
-        .map_err(|e| format!("refused by wasmtime: {}", e.root_cause()))
+        .map_err(|e| EntryError::Refused(e.root_cause().to_string()))
 }
 
 /// Loads compiled code that passed the checks above.
@@ -164,23 +185,22 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(unix)]
-fn writable_only_by_owner(path: &Path) -> Result<(), String> {
+fn writable_only_by_owner(path: &Path) -> Result<(), EntryError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(EntryError::Unreadable)?
         .permissions()
         .mode();
     if mode & 0o022 != 0 {
-        return Err(format!(
-            "{} is writable by other users (mode {:o})",
-            path.display(),
-            mode & 0o777
-        ));
+        return Err(EntryError::Writable {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn writable_only_by_owner(_: &Path) -> Result<(), String> {
+fn writable_only_by_owner(_: &Path) -> Result<(), EntryError> {
     Ok(())
 }

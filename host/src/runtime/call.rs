@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap};
 
-use super::limits::{Limit, LimitHit, Limiter, Limits};
 use crate::bindings::{Plugin, PluginPre};
 use crate::capabilities::{CallState, Grants, Hook};
+use crate::limits::{Limit, LimitHit, Limiter, Limits};
 
 /// What a call used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct Usage {
 }
 
 /// A call that ended without an answer from the plugin: not a business error.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Fault {
     /// The plugin's fault: it went past one of its limits.
     #[error(transparent)]
@@ -141,8 +141,13 @@ fn fault(e: &wasmtime::Error, state: &CallState, limits: &Limits) -> Fault {
             reason: trap.to_string(),
             stderr: state.stderr(),
         },
-        None => Fault::Host(super::plugin::root(e)),
+        None => Fault::Host(root(e)),
     }
+}
+
+/// The innermost cause of an error, without a backtrace.
+pub(super) fn root(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
 }
 
 #[cfg(test)]

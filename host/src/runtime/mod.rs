@@ -3,15 +3,11 @@
 
 mod cache;
 mod call;
-pub mod limits;
 mod plugin;
 
 pub use cache::{CacheOutcome, CodeCache};
 pub use call::{Fault, Usage};
-pub use limits::{Limit, LimitHit, Limits};
-pub use plugin::{
-    HookCall, HookResult, LoadError, LoadedPlugin, PluginStats, sha256_hex as plugin_sha256,
-};
+pub use plugin::{Called, LoadError, LoadedPlugin, PluginStats, sha256_hex as plugin_sha256};
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -20,12 +16,9 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Core instances one plugin component may create (its module and the shims around it).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-/// Linear memories one plugin component may have.
-const MEMORIES_PER_COMPONENT: u32 = 2;
-/// Tables one plugin component may have.
-const TABLES_PER_COMPONENT: u32 = 8;
+use crate::limits::{
+    CORE_INSTANCES_PER_COMPONENT, Limits, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
+};
 
 /// How often the epoch ticker advances every engine: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -91,7 +84,7 @@ impl Runtime {
     }
 
     /// An engine for a plugin with `limits`, registered with the ticker.
-    pub fn engine(&self, limits: &Limits) -> anyhow::Result<Engine> {
+    pub fn engine(&self, limits: &Limits) -> wasmtime::Result<Engine> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -114,8 +107,7 @@ impl Runtime {
                 .max_memory_size(limits.memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        let engine = Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("cannot start the wasm engine: {e}"))?;
+        let engine = Engine::new(&config)?;
         if let Ok(mut engines) = ticked_engines().lock() {
             engines.retain(|e| e.upgrade().is_some());
             engines.push(engine.weak());

@@ -9,10 +9,10 @@ use wasmtime::component::{Component, Linker};
 
 use super::Runtime;
 use super::cache::CacheOutcome;
-use super::call::{self, CallSlots, Fault, Usage};
-use super::limits::{Limit, LimitHit, Limits};
+use super::call::{self, CallSlots, Fault, Usage, root};
 use crate::bindings::{self, PACKAGE_NAME, Plugin, PluginPre, orders, pricing, types};
 use crate::capabilities::{self, CallState, Grants, Hook};
+use crate::limits::{Limit, LimitHit, Limits};
 
 /// Why a plugin file cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -82,49 +82,6 @@ impl PluginStats {
     }
 }
 
-/// One call of a hook, by value: what `reseller check` and tests run.
-#[derive(Clone, Debug)]
-pub enum HookCall {
-    /// `pricing.export-prices`.
-    ExportPrices(pricing::Query),
-    /// `orders.place`.
-    Place(orders::Order),
-    /// `orders.rebind`.
-    Rebind {
-        /// Upstream service ID.
-        service_id: String,
-        /// The new licence.
-        licence_id: String,
-    },
-    /// `orders.renew`.
-    Renew {
-        /// Upstream service ID.
-        service_id: String,
-        /// Months.
-        period: types::Months,
-    },
-    /// `orders.remove`.
-    Remove {
-        /// Upstream service ID.
-        service_id: String,
-    },
-    /// `orders.upstream-costs`.
-    UpstreamCosts,
-}
-
-/// What a hook answered.
-#[derive(Clone, Debug)]
-pub enum HookResult {
-    /// From `export-prices`.
-    Document(Result<pricing::Document, types::PricingError>),
-    /// From `place`.
-    Placed(Result<orders::Placed, types::OrderError>),
-    /// From `rebind`, `renew`, `remove`.
-    Done(Result<(), types::OrderError>),
-    /// From `upstream-costs`.
-    Costs(Result<Vec<orders::UpstreamOffer>, types::OrderError>),
-}
-
 /// A compiled and linked plugin, ready to be instantiated for each call.
 pub struct LoadedPlugin {
     name: Arc<str>,
@@ -140,11 +97,11 @@ pub struct LoadedPlugin {
 
 /// The SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    format!("{:x}", Sha256::digest(bytes))
 }
+
+/// What a hook call returned, or its fault, and what it used.
+pub type Called<R> = (Result<R, Fault>, Usage);
 
 impl LoadedPlugin {
     /// Compiles (or takes from the runtime's cache) and links the component in `bytes`, to run
@@ -159,7 +116,7 @@ impl LoadedPlugin {
         let sha256 = sha256_hex(bytes);
         let engine = runtime
             .engine(&limits)
-            .map_err(|e| LoadError::Engine(e.to_string()))?;
+            .map_err(|e| LoadError::Engine(root(&e)))?;
         let compile = || Component::new(&engine, bytes);
         let (component, cache) = match runtime.cache() {
             Some(cache) => cache
@@ -254,137 +211,7 @@ impl LoadedPlugin {
         &self,
         grants: &Grants,
         query: &pricing::Query,
-    ) -> Result<Result<pricing::Document, types::PricingError>, Fault> {
-        self.run_export(grants, query).0
-    }
-
-    /// Places a paid order upstream.
-    pub fn place(
-        &self,
-        grants: &Grants,
-        order: &orders::Order,
-    ) -> Result<Result<orders::Placed, types::OrderError>, Fault> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_place(s, order)
-        })
-        .0
-    }
-
-    /// Binds a placed module to another licence.
-    pub fn rebind(
-        &self,
-        grants: &Grants,
-        service_id: &str,
-        licence_id: &str,
-    ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders()
-                .call_rebind(s, service_id, licence_id)
-        })
-        .0
-    }
-
-    /// Renews a placed module.
-    pub fn renew(
-        &self,
-        grants: &Grants,
-        service_id: &str,
-        period: types::Months,
-    ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders()
-                .call_renew(s, service_id, period)
-        })
-        .0
-    }
-
-    /// Removes a placed module upstream.
-    pub fn remove(
-        &self,
-        grants: &Grants,
-        service_id: &str,
-    ) -> Result<Result<(), types::OrderError>, Fault> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_remove(s, service_id)
-        })
-        .0
-    }
-
-    /// Fetches upstream's current costs.
-    pub fn upstream_costs(
-        &self,
-        grants: &Grants,
-    ) -> Result<Result<Vec<orders::UpstreamOffer>, types::OrderError>, Fault> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_upstream_costs(s)
-        })
-        .0
-    }
-
-    /// Instantiates the plugin in a fresh store and drops it, calling nothing: the fixed cost
-    /// every call pays. For health checks and benchmarks.
-    pub fn instantiate_only(&self, grants: &Grants) -> (Result<(), Fault>, Usage) {
-        let _slot = self.slots.acquire();
-        call::run(
-            &self.pre,
-            grants,
-            &self.limits,
-            Hook::Pricing,
-            |_, _| Ok(()),
-        )
-    }
-
-    /// Runs any hook, and says what it used.
-    pub fn invoke(&self, grants: &Grants, hook: &HookCall) -> (Result<HookResult, Fault>, Usage) {
-        let orders =
-            |f: &dyn Fn(
-                &Plugin,
-                &mut wasmtime::Store<CallState>,
-            ) -> wasmtime::Result<HookResult>| { self.call(grants, Hook::Orders, f) };
-        match hook {
-            HookCall::ExportPrices(query) => {
-                let (result, usage) = self.run_export(grants, query);
-                (result.map(HookResult::Document), usage)
-            }
-            HookCall::Place(order) => orders(&|p, s| {
-                p.billing_reseller_orders()
-                    .call_place(s, order)
-                    .map(HookResult::Placed)
-            }),
-            HookCall::Rebind {
-                service_id,
-                licence_id,
-            } => orders(&|p, s| {
-                p.billing_reseller_orders()
-                    .call_rebind(s, service_id, licence_id)
-                    .map(HookResult::Done)
-            }),
-            HookCall::Renew { service_id, period } => orders(&|p, s| {
-                p.billing_reseller_orders()
-                    .call_renew(s, service_id, *period)
-                    .map(HookResult::Done)
-            }),
-            HookCall::Remove { service_id } => orders(&|p, s| {
-                p.billing_reseller_orders()
-                    .call_remove(s, service_id)
-                    .map(HookResult::Done)
-            }),
-            HookCall::UpstreamCosts => orders(&|p, s| {
-                p.billing_reseller_orders()
-                    .call_upstream_costs(s)
-                    .map(HookResult::Costs)
-            }),
-        }
-    }
-
-    fn run_export(
-        &self,
-        grants: &Grants,
-        query: &pricing::Query,
-    ) -> (
-        Result<Result<pricing::Document, types::PricingError>, Fault>,
-        Usage,
-    ) {
+    ) -> Called<Result<pricing::Document, types::PricingError>> {
         let answer_bytes = self.limits.answer_bytes;
         self.call(grants, Hook::Pricing, |p, s| {
             let answer = p.billing_reseller_pricing().call_export_prices(s, query)?;
@@ -400,6 +227,77 @@ impl LoadedPlugin {
             }
             Ok(answer)
         })
+    }
+
+    /// Places a paid order upstream.
+    pub fn place(
+        &self,
+        grants: &Grants,
+        order: &orders::Order,
+    ) -> Called<Result<orders::Placed, types::OrderError>> {
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_place(s, order)
+        })
+    }
+
+    /// Binds a placed module to another licence.
+    pub fn rebind(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+        licence_id: &str,
+    ) -> Called<Result<(), types::OrderError>> {
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders()
+                .call_rebind(s, service_id, licence_id)
+        })
+    }
+
+    /// Renews a placed module.
+    pub fn renew(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+        period: types::Months,
+    ) -> Called<Result<(), types::OrderError>> {
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders()
+                .call_renew(s, service_id, period)
+        })
+    }
+
+    /// Removes a placed module upstream.
+    pub fn remove(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+    ) -> Called<Result<(), types::OrderError>> {
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_remove(s, service_id)
+        })
+    }
+
+    /// Fetches upstream's current costs.
+    pub fn upstream_costs(
+        &self,
+        grants: &Grants,
+    ) -> Called<Result<Vec<orders::UpstreamOffer>, types::OrderError>> {
+        self.call(grants, Hook::Orders, |p, s| {
+            p.billing_reseller_orders().call_upstream_costs(s)
+        })
+    }
+
+    /// Instantiates the plugin in a fresh store and drops it, calling nothing: the fixed cost
+    /// every call pays. For health checks and benchmarks.
+    pub fn instantiate_only(&self, grants: &Grants) -> Called<()> {
+        let _slot = self.slots.acquire();
+        call::run(
+            &self.pre,
+            grants,
+            &self.limits,
+            Hook::Pricing,
+            |_, _| Ok(()),
+        )
     }
 
     /// Runs `f` against a fresh instance in a fresh store, and counts the outcome.
@@ -444,13 +342,9 @@ fn contract_version(name: &str) -> Option<&str> {
 
 /// Semver compatibility as Cargo has it: the same major version, and for 0.x the same minor.
 fn compatible(plugin: &str, host: &str) -> bool {
-    let parts = |v: &str| -> Option<(u64, u64)> {
-        let mut it = v.split('.');
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    match (parts(plugin), parts(host)) {
-        (Some((0, pm)), Some((0, hm))) => pm == hm,
-        (Some((pmaj, _)), Some((hmaj, _))) => pmaj == hmaj,
+    match (semver::Version::parse(plugin), semver::Version::parse(host)) {
+        (Ok(p), Ok(h)) if p.major == 0 && h.major == 0 => p.minor == h.minor,
+        (Ok(p), Ok(h)) => p.major == h.major,
         _ => false,
     }
 }
@@ -473,11 +367,6 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
             "it is not a WebAssembly file".to_owned(),
         )),
     }
-}
-
-/// The innermost cause of an error, without a backtrace.
-pub(super) fn root(e: &wasmtime::Error) -> String {
-    e.root_cause().to_string()
 }
 
 #[cfg(test)]

@@ -11,9 +11,22 @@
 use std::io::Read;
 use std::time::Duration;
 
+use memchr::memmem;
+
 use super::UpstreamClient;
 use crate::bindings::upstream::{CallError, Response};
-use crate::config::UpstreamConfig;
+use crate::config::{PasswordError, UpstreamConfig};
+
+/// Why the upstream client cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The password cannot be had.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The HTTP client cannot be built (TLS roots, for instance).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+}
 
 /// What replaces a credential wherever it appears in an answer.
 pub const REDACTED: &str = "[redacted]";
@@ -30,7 +43,7 @@ pub struct HttpUpstream {
 
 impl HttpUpstream {
     /// A client for the configured upstream; `None` when no URL is configured.
-    pub fn from_config(config: &UpstreamConfig) -> Result<Option<HttpUpstream>, String> {
+    pub fn from_config(config: &UpstreamConfig) -> Result<Option<HttpUpstream>, ClientError> {
         let Some(url) = &config.url else {
             return Ok(None);
         };
@@ -40,7 +53,7 @@ impl HttpUpstream {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(ClientError::Http)?;
         let authinfo = format!("{user}:{password}");
         let encoded: String = form_urlencoded::byte_serialize(authinfo.as_bytes()).collect();
         let encoded_password: String =
@@ -78,20 +91,18 @@ impl HttpUpstream {
 }
 
 fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || haystack.len() < needle.len() {
+    if needle.is_empty() {
         return haystack.to_vec();
     }
     let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
+    let mut rest = 0;
+    for at in memmem::find_iter(haystack, needle) {
+        // Matches do not overlap: find_iter resumes after each one.
+        out.extend_from_slice(&haystack[rest..at]);
+        out.extend_from_slice(with);
+        rest = at + needle.len();
     }
+    out.extend_from_slice(&haystack[rest..]);
     out
 }
 
@@ -162,5 +173,6 @@ mod tests {
         assert_eq!(replace(b"a-secret-b-secret", b"secret", b"X"), b"a-X-b-X");
         assert_eq!(replace(b"abc", b"", b"X"), b"abc");
         assert_eq!(replace(b"ab", b"abc", b"X"), b"ab");
+        assert_eq!(replace(b"aaaa", b"aa", b"X"), b"XX");
     }
 }

@@ -13,16 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::{Budget, Hook};
 use crate::bindings::upstream::{CallError, Host, Request, Response};
-use crate::runtime::limits::{Limit, LimitHit};
-
-/// The functions a plugin may call when the configuration names none: the order flow's.
-pub const DEFAULT_FUNCTIONS: &[&str] = &[
-    "addition.order.param",
-    "addition.edit",
-    "service.prolong",
-    "addition.delete",
-    "pricelist.export",
-];
+use crate::config::DEFAULT_FUNCTIONS;
+use crate::limits::{Limit, LimitHit};
 
 /// Parameters the host sets itself; a plugin may not.
 const RESERVED_PARAMS: &[&str] = &["authinfo", "out", "func", "auth", "username", "password"];
@@ -181,7 +173,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::runtime::limits::Limits;
+    use crate::limits::Limits;
 
     /// Records calls with their time-outs and answers each with an empty document.
     #[derive(Default)]

@@ -55,6 +55,15 @@ impl Default for Limits {
     }
 }
 
+/// Core instances one plugin component may create (its module and the shims around it).
+pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+/// Linear memories one plugin component may have.
+pub const MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables one plugin component may have.
+pub const TABLES_PER_COMPONENT: u32 = 8;
+/// Elements a plugin's table may grow to.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// The default instruction budget: 50 million, a few milliseconds of CPU. The built-in plugin
 /// prices the 5-module default catalogue in 0.12 million and 50 modules in 1.03 million, so a
 /// catalogue of hundreds of modules fits with room to spare.
@@ -72,43 +81,47 @@ impl Limits {
     }
 
     /// The first limit that cannot work, by its configuration key.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let zero = |key, v: u64| {
-            if v == 0 {
-                Err((key, "must be above 0".to_owned()))
-            } else {
-                Ok(())
-            }
-        };
-        zero("fuel", self.fuel)?;
-        zero("deadline_ms", self.deadline_ms)?;
-        zero("hostcalls", u64::from(self.hostcalls))?;
-        zero("upstream_time_ms", self.upstream_time_ms)?;
+    pub fn validate(&self) -> Result<(), BadLimit> {
+        let bad = |key, message: &'static str| Err(BadLimit { key, message });
+        if self.fuel == 0 {
+            return bad("fuel", "must be above 0");
+        }
+        if self.deadline_ms == 0 {
+            return bad("deadline_ms", "must be above 0");
+        }
+        if self.hostcalls == 0 {
+            return bad("hostcalls", "must be above 0");
+        }
+        if self.upstream_time_ms == 0 {
+            return bad("upstream_time_ms", "must be above 0");
+        }
         if !(1..=1024).contains(&self.concurrent_calls) {
-            return Err(("concurrent_calls", "must be between 1 and 1024".to_owned()));
+            return bad("concurrent_calls", "must be between 1 and 1024");
         }
         if self.memory_bytes < 1 << 20 {
-            return Err((
-                "memory_bytes",
-                "must be at least 1048576 (1 MiB)".to_owned(),
-            ));
+            return bad("memory_bytes", "must be at least 1048576 (1 MiB)");
         }
         if !(64 << 10..=64 << 20).contains(&self.stack_bytes) {
-            return Err((
-                "stack_bytes",
-                "must be between 65536 and 67108864".to_owned(),
-            ));
+            return bad("stack_bytes", "must be between 65536 and 67108864");
         }
-        if self.hostcall_bytes < 1024 || self.answer_bytes < 1024 {
-            let key = if self.hostcall_bytes < 1024 {
-                "hostcall_bytes"
-            } else {
-                "answer_bytes"
-            };
-            return Err((key, "must be at least 1024".to_owned()));
+        if self.hostcall_bytes < 1024 {
+            return bad("hostcall_bytes", "must be at least 1024");
+        }
+        if self.answer_bytes < 1024 {
+            return bad("answer_bytes", "must be at least 1024");
         }
         Ok(())
     }
+}
+
+/// A limit set to a figure that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct BadLimit {
+    /// Its key under `[plugin.limits]`.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: &'static str,
 }
 
 /// Which limit a guest hit.
@@ -264,19 +277,19 @@ impl ResourceLimiter for Limiter {
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Tables hold function references; a plugin has no business growing them far.
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 
     fn instances(&self) -> usize {
-        16
+        CORE_INSTANCES_PER_COMPONENT as usize
     }
 
     fn tables(&self) -> usize {
-        16
+        TABLES_PER_COMPONENT as usize
     }
 
     fn memories(&self) -> usize {
-        16
+        MEMORIES_PER_COMPONENT as usize
     }
 }
 
@@ -286,17 +299,17 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_limits_name_their_key() {
-        assert_eq!(Limits::default().check(), Ok(()));
+        assert_eq!(Limits::default().validate(), Ok(()));
         let bad = Limits {
             stack_bytes: 1,
             ..Limits::default()
         };
-        assert_eq!(bad.check().map_err(|e| e.0), Err("stack_bytes"));
+        assert_eq!(bad.validate().map_err(|e| e.key), Err("stack_bytes"));
         let bad = Limits {
             fuel: 0,
             ..Limits::default()
         };
-        assert_eq!(bad.check().map_err(|e| e.0), Err("fuel"));
+        assert_eq!(bad.validate().map_err(|e| e.key), Err("fuel"));
         let hit = LimitHit::new(Limit::AnswerBytes, &Limits::default(), Some(5_000_000));
         assert_eq!(
             hit.to_string(),

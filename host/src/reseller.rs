@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use arc_swap::ArcSwap;
 
 use crate::bindings::catalogue::Snapshot;
-use crate::bindings::{self, pricing, types};
+use crate::bindings::{pricing, types};
 use crate::capabilities::Grants;
 use crate::capabilities::upstream::http::HttpUpstream;
 use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
 use crate::config::{Config, ConfigError, Source};
-use crate::orders::UpstreamCost;
+use crate::convert::{panel_query, pricing_message, snapshot};
+use crate::money::UpstreamCost;
 use crate::runtime::{Fault, LoadedPlugin, Runtime, plugin_sha256};
 
 /// The plugin built into the host, used when the configuration names none.
@@ -105,7 +106,7 @@ impl Active {
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
         let client = upstream_client(&config)?;
-        let snapshot = bindings::snapshot(&config, catalogue_version(&config));
+        let snapshot = snapshot(&config, catalogue_version(&config));
         let grants = Grants {
             plugin: plugin.name().clone(),
             catalogue: Arc::new(snapshot),
@@ -121,20 +122,14 @@ impl Active {
             grants,
             answers,
         };
-        active.check()?;
+        active.trial_export()?;
         Ok(active)
     }
 
-    fn check(&self) -> Result<(), ConfigError> {
-        let query = pricing::Query {
-            itemtype: "addition".to_owned(),
-            only_available: false,
-            pricelist: None,
-            format: pricing::Format::Xml,
-            lang: None,
-        };
+    /// Prices the whole catalogue once, so that a setting the plugin refuses never serves.
+    fn trial_export(&self) -> Result<(), ConfigError> {
         let source = &self.config.source;
-        match self.export_prices(&query) {
+        match self.export_prices(&panel_query(None, false)) {
             Ok(_) => Ok(()),
             Err(ExportError::Pricing(types::PricingError::InvalidSettings(f))) => {
                 Err(ConfigError::new(source, f.field, f.message))
@@ -179,7 +174,8 @@ impl Active {
         }
         let doc = self
             .plugin
-            .export_prices(&self.grants, query)?
+            .export_prices(&self.grants, query)
+            .0?
             .map_err(ExportError::Pricing)?;
         if let Some(key) = key {
             self.answers.put(key, &doc);
@@ -306,56 +302,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A one-line description of a pricing error, for logs and messages.
-pub fn pricing_message(e: &types::PricingError) -> String {
-    match e {
-        types::PricingError::InvalidValue(f) => {
-            format!("invalid {} `{}`: {}", f.field, f.value, f.message)
-        }
-        types::PricingError::InvalidSettings(f) => {
-            format!("invalid setting {}: {}", f.field, f.message)
-        }
-        types::PricingError::Overflow(m) | types::PricingError::Other(m) => m.clone(),
-    }
-}
-
-/// A one-line description of an order hook's error, for the order's record and the operator.
-pub fn order_error_message(e: &types::OrderError) -> String {
-    use types::OrderError as E;
-    let field = |what: &str, f: &types::FieldError| {
-        format!(
-            "upstream: {what} `{}` (`{}`): {}",
-            f.field, f.value, f.message
-        )
-    };
-    match e {
-        E::Auth(m) => format!("upstream refused the credentials: {m}"),
-        E::InvalidValue(f) => field("invalid value for", f),
-        E::MissingValue(f) => field("missing value for", f),
-        E::InsufficientBalance(m) => format!("insufficient upstream balance: {m}"),
-        E::NotSent(m) => format!("not sent: {m}"),
-        E::InDoubt(m) => format!("in doubt: {m}"),
-        E::MalformedAnswer(m) => format!("unreadable upstream answer: {m}"),
-        E::Upstream(f) => format!(
-            "upstream error `{}`{}: {}",
-            f.kind,
-            if f.object.is_empty() {
-                String::new()
-            } else {
-                format!(" on `{}`", f.object)
-            },
-            f.message
-        ),
-        E::Other(m) => m.clone(),
-    }
-}
-
 /// The client plugins reach upstream through: the configured BILLmanager, or none.
 fn upstream_client(config: &Config) -> Result<Arc<dyn UpstreamClient>, ConfigError> {
     match HttpUpstream::from_config(&config.upstream) {
         Ok(Some(client)) => Ok(Arc::new(client)),
         Ok(None) => Ok(Arc::new(NotConfigured)),
-        Err(message) => Err(ConfigError::new(&config.source, "upstream", message)),
+        Err(e) => Err(ConfigError::new(&config.source, "upstream", e)),
     }
 }
 

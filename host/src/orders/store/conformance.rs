@@ -1,0 +1,837 @@
+//! Behaviour every backend of [`OrderStore`] and [`CostStore`] must show: each function runs
+//! on a fresh store and asserts what a backend owes its callers.
+
+use std::collections::HashSet;
+
+use super::*;
+use crate::money::{Money, Months};
+use OrderState::*;
+
+/// A valid new order for `licence` and `tariff`.
+pub(crate) fn new_order(licence: &str, tariff: u64) -> NewOrder {
+    NewOrder {
+        licence_id: licence.to_owned(),
+        licence_ip: Some("192.0.2.10".parse().expect("ip")),
+        tariff_id: tariff,
+        service_name: "drweb".to_owned(),
+        price: Money::from_units(9_139_286, "EUR").expect("money"),
+        period: Months::MONTH,
+        autoprolong: true,
+    }
+}
+
+/// A new order moved to `Paid`.
+pub(crate) fn paid(store: &dyn OrderStore, licence: &str, tariff: u64) -> Order {
+    let created = store
+        .create_or_reuse_new(&new_order(licence, tariff))
+        .expect("create");
+    store
+        .transition(&created.order.id, New, Paid, Change::by("billing"))
+        .expect("pay")
+}
+
+pub(crate) fn create_and_reuse(store: &dyn OrderStore) {
+    let first = store
+        .create_or_reuse_new(&new_order("L1", 55361))
+        .expect("create");
+    assert!(!first.reused);
+    let o = &first.order;
+    assert_eq!(o.state, New);
+    assert_eq!(o.licence_id, "L1");
+    assert_eq!(o.licence_ip, Some("192.0.2.10".parse().expect("ip")));
+    assert_eq!(o.tariff_id, 55361);
+    assert_eq!(o.service_name, "drweb");
+    assert_eq!(o.price.to_string(), "913.9286 EUR");
+    assert_eq!((o.period, o.autoprolong), (Months::MONTH, true));
+    assert_eq!(
+        (o.attempts, &o.last_error, &o.upstream_service_id),
+        (0, &None, &None)
+    );
+    assert!(o.created_ms > 0 && o.updated_ms == o.created_ms);
+    assert_eq!(store.get(&o.id).expect("get"), *o);
+
+    // The same redirect again, even with another price: the same order, unchanged.
+    let mut again = new_order("L1", 55361);
+    again.price = Money::from_units(1, "EUR").expect("money");
+    let second = store.create_or_reuse_new(&again).expect("reuse");
+    assert!(second.reused);
+    assert_eq!(second.order, *o);
+
+    // Another tariff or another licence: another order.
+    let other_tariff = store
+        .create_or_reuse_new(&new_order("L1", 55362))
+        .expect("create");
+    let other_licence = store
+        .create_or_reuse_new(&new_order("L2", 55361))
+        .expect("create");
+    assert!(!other_tariff.reused && !other_licence.reused);
+    let ids: HashSet<_> = [&o.id, &other_tariff.order.id, &other_licence.order.id]
+        .into_iter()
+        .collect();
+    assert_eq!(ids.len(), 3);
+
+    // Once paid, the next redirect makes a new order.
+    store
+        .transition(&o.id, New, Paid, Change::by("billing"))
+        .expect("pay");
+    let third = store
+        .create_or_reuse_new(&new_order("L1", 55361))
+        .expect("create");
+    assert!(!third.reused);
+    assert_ne!(third.order.id, o.id);
+    assert_eq!(store.get(&o.id).expect("get").state, Paid);
+}
+
+pub(crate) fn invalid_input_is_refused(store: &dyn OrderStore) {
+    let mut bad = new_order("", 1);
+    assert!(matches!(
+        store.create_or_reuse_new(&bad),
+        Err(StoreError::Invalid(_))
+    ));
+    bad = new_order("L", u64::MAX);
+    assert!(matches!(
+        store.create_or_reuse_new(&bad),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.list(&ListFilter::default()).expect("list").is_empty());
+
+    let unknown = OrderId::from_parts(1, [1; 10]);
+    assert_eq!(store.get(&unknown), Err(StoreError::NotFound));
+    assert_eq!(store.history(&unknown), Err(StoreError::NotFound));
+    assert_eq!(
+        store.transition(&unknown, New, Paid, Change::by("t")),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(store.claim_for_placing(&unknown), Err(StoreError::NotFound));
+    let call = UpstreamCall {
+        func: "addition.order.param".to_owned(),
+        params: vec![],
+        http_status: None,
+        duration_ms: 0,
+        outcome: CallOutcome::NotSent,
+        detail: String::new(),
+    };
+    assert_eq!(
+        store.record_upstream_call(&unknown, call),
+        Err(StoreError::NotFound)
+    );
+}
+
+pub(crate) fn transitions_are_checked(store: &dyn OrderStore) {
+    let o = store
+        .create_or_reuse_new(&new_order("L1", 1))
+        .expect("create")
+        .order;
+    // Forbidden by the table, whatever the order's state.
+    assert_eq!(
+        store.transition(&o.id, New, Placed, Change::by("t").with_service_id("9")),
+        Err(StoreError::Forbidden {
+            from: New,
+            to: Placed
+        })
+    );
+    assert_eq!(
+        store.transition(&o.id, InDoubt, Placing, Change::by("t")),
+        Err(StoreError::Forbidden {
+            from: InDoubt,
+            to: Placing
+        })
+    );
+    // Allowed by the table, but the order is not in `from`.
+    assert_eq!(
+        store.claim_for_placing(&o.id),
+        Err(StoreError::Conflict { current: New })
+    );
+    assert_eq!(
+        store.transition(&o.id, Placed, Removed, Change::by("t")),
+        Err(StoreError::Conflict { current: New })
+    );
+    // Placed needs a service ID; nothing else takes one.
+    let paid = store
+        .transition(&o.id, New, Paid, Change::by("billing"))
+        .expect("pay");
+    assert!(matches!(
+        store.transition(&o.id, Paid, Placed, Change::by("operator")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.transition(
+            &o.id,
+            Paid,
+            Placed,
+            Change::by("operator").with_service_id(" ")
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.transition(
+            &o.id,
+            Paid,
+            Cancelled,
+            Change::by("op").with_service_id("1")
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+    // None of the refusals changed anything.
+    assert_eq!(store.get(&o.id).expect("get"), paid);
+    assert_eq!(store.history(&o.id).expect("history").len(), 2);
+}
+
+pub(crate) fn automatic_life_is_recorded(store: &dyn OrderStore) {
+    let o = paid(store, "L1", 55361);
+    assert_eq!((o.state, o.attempts), (Paid, 0));
+
+    let placing = store.claim_for_placing(&o.id).expect("claim");
+    assert_eq!((placing.state, placing.attempts), (Placing, 1));
+    // A second claim loses.
+    assert_eq!(
+        store.claim_for_placing(&o.id),
+        Err(StoreError::Conflict { current: Placing })
+    );
+
+    let call = UpstreamCall {
+        func: "addition.order.param".to_owned(),
+        params: vec![
+            ("authinfo".to_owned(), "partner:secret".to_owned()),
+            ("item".to_owned(), "L1".to_owned()),
+            ("AuthInfo ".to_owned(), "partner:secret".to_owned()),
+            ("pricelist".to_owned(), "55361".to_owned()),
+            ("period".to_owned(), "1".to_owned()),
+            ("auth".to_owned(), "session".to_owned()),
+        ],
+        http_status: Some(200),
+        duration_ms: 842,
+        outcome: CallOutcome::Succeeded,
+        detail: "service 3001".to_owned(),
+    };
+    store.record_upstream_call(&o.id, call).expect("record");
+
+    let placed = store
+        .transition(
+            &o.id,
+            Placing,
+            Placed,
+            Change::by("worker").with_service_id("3001"),
+        )
+        .expect("placed");
+    assert_eq!(placed.state, Placed);
+    assert_eq!(placed.upstream_service_id.as_deref(), Some("3001"));
+    assert_eq!(placed.attempts, 1);
+    assert!(placed.updated_ms >= placed.created_ms);
+    assert_eq!(store.get(&o.id).expect("get"), placed);
+
+    let history = store.history(&o.id).expect("history");
+    let events: Vec<u64> = history.iter().map(HistoryEntry::event).collect();
+    assert_eq!(events, [1, 2, 3, 4, 5]);
+    let steps: Vec<String> = history
+        .iter()
+        .map(|e| match e {
+            HistoryEntry::Transition(t) => format!(
+                "{}->{} by {}",
+                t.from.map_or("-", OrderState::as_str),
+                t.to,
+                t.actor
+            ),
+            HistoryEntry::UpstreamCall(c) => format!("call {}", c.call.func),
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "-->new by create",
+            "new->paid by billing",
+            "paid->placing by worker",
+            "call addition.order.param",
+            "placing->placed by worker",
+        ]
+    );
+    let HistoryEntry::UpstreamCall(call) = &history[3] else {
+        panic!("expected a call, got {:?}", history[3]);
+    };
+    let names: Vec<&str> = call.call.params.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["item", "pricelist", "period"],
+        "credentials dropped"
+    );
+    assert!(!format!("{history:?}").contains("secret"));
+    assert_eq!(call.call.http_status, Some(200));
+    assert_eq!(call.call.duration_ms, 842);
+    assert_eq!(call.call.outcome, CallOutcome::Succeeded);
+    assert_eq!(call.call.detail, "service 3001");
+    let HistoryEntry::Transition(last) = &history[4] else {
+        panic!("expected a transition, got {:?}", history[4]);
+    };
+    assert_eq!(last.service_id.as_deref(), Some("3001"));
+
+    // Removal ends it.
+    let removed = store
+        .transition(
+            &o.id,
+            Placed,
+            Removed,
+            Change::by("api").with_note("user asked"),
+        )
+        .expect("remove");
+    assert_eq!(removed.state, Removed);
+    assert_eq!(removed.upstream_service_id.as_deref(), Some("3001"));
+}
+
+pub(crate) fn retries_and_doubt_are_recorded(store: &dyn OrderStore) {
+    let o = paid(store, "L1", 1);
+    // Failed before sending, before the claim: Paid → Paid counts an attempt.
+    let again = store
+        .transition(
+            &o.id,
+            Paid,
+            Paid,
+            Change::by("worker").with_error("plugin not loaded"),
+        )
+        .expect("retry");
+    assert_eq!((again.state, again.attempts), (Paid, 1));
+    assert_eq!(again.last_error.as_deref(), Some("plugin not loaded"));
+    // Claimed, then the connection was refused: released back to Paid.
+    store.claim_for_placing(&o.id).expect("claim");
+    let released = store
+        .transition(
+            &o.id,
+            Placing,
+            Paid,
+            Change::by("worker").with_error("connection refused"),
+        )
+        .expect("release");
+    assert_eq!((released.state, released.attempts), (Paid, 2));
+    assert_eq!(released.last_error.as_deref(), Some("connection refused"));
+    // Claimed, then the answer timed out: in doubt.
+    store.claim_for_placing(&o.id).expect("claim");
+    let doubt = store
+        .transition(
+            &o.id,
+            Placing,
+            InDoubt,
+            Change::by("worker").with_error("timeout"),
+        )
+        .expect("doubt");
+    assert_eq!((doubt.state, doubt.attempts), (InDoubt, 3));
+    // Nothing claims it back.
+    assert_eq!(
+        store.claim_for_placing(&o.id),
+        Err(StoreError::Conflict { current: InDoubt })
+    );
+    // An operator found it placed.
+    let placed = store
+        .transition(
+            &o.id,
+            InDoubt,
+            Placed,
+            Change::by("operator").with_service_id("77"),
+        )
+        .expect("placed");
+    assert_eq!(placed.upstream_service_id.as_deref(), Some("77"));
+    assert_eq!(placed.last_error.as_deref(), Some("timeout"));
+
+    // Insufficient balance: Failed, then an operator retries.
+    let o = paid(store, "L2", 1);
+    store.claim_for_placing(&o.id).expect("claim");
+    let failed = store
+        .transition(
+            &o.id,
+            Placing,
+            Failed,
+            Change::by("worker").with_error("balance"),
+        )
+        .expect("fail");
+    assert_eq!(failed.state, Failed);
+    let retried = store
+        .transition(&o.id, Failed, Paid, Change::by("operator"))
+        .expect("retry");
+    assert_eq!((retried.state, retried.attempts), (Paid, 1));
+
+    let history = store.history(&o.id).expect("history");
+    let errors: Vec<Option<&str>> = history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEntry::Transition(t) => Some(t.error.as_deref()),
+            HistoryEntry::UpstreamCall(_) => None,
+        })
+        .collect();
+    assert_eq!(errors, [None, None, None, Some("balance"), None]);
+}
+
+pub(crate) fn listing_and_resuming(store: &dyn OrderStore) {
+    let a = store
+        .create_or_reuse_new(&new_order("A", 1))
+        .expect("a")
+        .order;
+    let b = paid(store, "B", 1);
+    let c = paid(store, "C", 1);
+    store.claim_for_placing(&c.id).expect("claim");
+    let d = paid(store, "D", 1);
+
+    let all = store.list(&ListFilter::default()).expect("list");
+    let ids: Vec<&OrderId> = all.iter().map(|o| &o.id).collect();
+    assert_eq!(ids, [&d.id, &c.id, &b.id, &a.id], "newest first");
+
+    let two = store
+        .list(&ListFilter {
+            limit: 2,
+            ..ListFilter::default()
+        })
+        .expect("list");
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0].id, d.id);
+    let none = store
+        .list(&ListFilter {
+            limit: 0,
+            ..ListFilter::default()
+        })
+        .expect("list");
+    assert!(none.is_empty());
+    let huge = store
+        .list(&ListFilter {
+            limit: u32::MAX,
+            ..ListFilter::default()
+        })
+        .expect("list");
+    assert_eq!(huge.len(), 4);
+
+    let paid_only = store
+        .list(&ListFilter {
+            state: Some(Paid),
+            ..ListFilter::default()
+        })
+        .expect("list");
+    let ids: Vec<&OrderId> = paid_only.iter().map(|o| &o.id).collect();
+    assert_eq!(ids, [&d.id, &b.id]);
+    let for_a = store
+        .list(&ListFilter {
+            licence_id: Some("A".to_owned()),
+            ..ListFilter::default()
+        })
+        .expect("list");
+    assert_eq!(for_a, std::slice::from_ref(&a));
+
+    let resume = store.orders_to_resume().expect("resume");
+    let states: Vec<(&OrderId, OrderState)> = resume.iter().map(|o| (&o.id, o.state)).collect();
+    assert_eq!(states, [(&b.id, Paid), (&c.id, Placing), (&d.id, Paid)]);
+
+    let interrupted = store.mark_interrupted_in_doubt().expect("mark");
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].id, c.id);
+    assert_eq!(interrupted[0].state, InDoubt);
+    assert!(interrupted[0].last_error.is_some());
+    assert_eq!(store.get(&c.id).expect("get").state, InDoubt);
+    for (id, state) in [(&a.id, New), (&b.id, Paid), (&d.id, Paid)] {
+        assert_eq!(store.get(id).expect("get").state, state);
+    }
+    let HistoryEntry::Transition(t) = store.history(&c.id).expect("history").pop().expect("entry")
+    else {
+        panic!("expected a transition");
+    };
+    assert_eq!(
+        (t.from, t.to, t.actor.as_str()),
+        (Some(Placing), InDoubt, "startup")
+    );
+
+    let resume = store.orders_to_resume().expect("resume");
+    let ids: Vec<&OrderId> = resume.iter().map(|o| &o.id).collect();
+    assert_eq!(ids, [&b.id, &d.id]);
+    assert!(store.mark_interrupted_in_doubt().expect("mark").is_empty());
+}
+
+pub(crate) fn long_texts_are_cut(store: &dyn OrderStore) {
+    let o = paid(store, "L1", 1);
+    let long = "é".repeat(MAX_TEXT_LEN);
+    let changed = store
+        .transition(&o.id, Paid, Paid, Change::by("w").with_error(long.clone()))
+        .expect("retry");
+    let err = changed.last_error.expect("error");
+    assert!(err.len() <= MAX_TEXT_LEN && err.len() >= MAX_TEXT_LEN - 1);
+    assert!(err.chars().all(|c| c == 'é'));
+}
+
+/// A paid order claimed and placed upstream as service `service_id`.
+pub(crate) fn placed(store: &dyn OrderStore, licence: &str, service_id: &str) -> Order {
+    let o = paid(store, licence, 1);
+    store.claim_for_placing(&o.id).expect("claim");
+    store
+        .transition(
+            &o.id,
+            Placing,
+            Placed,
+            Change::by("worker").with_service_id(service_id),
+        )
+        .expect("place")
+}
+
+/// The order's last history entry, which must be a transition.
+fn last_transition(store: &dyn OrderStore, id: &OrderId) -> TransitionRecord {
+    match store.history(id).expect("history").pop() {
+        Some(HistoryEntry::Transition(t)) => t,
+        other => panic!("expected a transition, got {other:?}"),
+    }
+}
+
+pub(crate) fn amend_rebinds_a_placed_order(store: &dyn OrderStore) {
+    let o = placed(store, "184431", "3001");
+    let events = store.history(&o.id).expect("history").len();
+    let new_ip: IpAddr = "198.51.100.7".parse().expect("ip");
+    let rebound = store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment {
+                licence_id: Some("184432".to_owned()),
+                licence_ip: Some(Some(new_ip)),
+            },
+            Change::by("operator").with_note("rebound from licence 184431 to 184432"),
+        )
+        .expect("rebind");
+    assert_eq!(rebound.licence_id, "184432");
+    assert_eq!(rebound.licence_ip, Some(new_ip));
+    assert!(rebound.updated_ms >= o.updated_ms);
+    // Nothing else changed: state, service, attempts, error, price, …
+    assert_eq!(
+        Order {
+            licence_id: o.licence_id.clone(),
+            licence_ip: o.licence_ip,
+            updated_ms: o.updated_ms,
+            ..rebound.clone()
+        },
+        o
+    );
+    assert_eq!(store.get(&o.id).expect("get"), rebound);
+
+    let history = store.history(&o.id).expect("history");
+    assert_eq!(history.len(), events + 1);
+    let t = last_transition(store, &o.id);
+    assert_eq!(t.event, u64::try_from(events).expect("count") + 1);
+    assert_eq!((t.from, t.to), (Some(Placed), Placed));
+    assert_eq!(t.actor, "operator");
+    assert_eq!(
+        t.note.as_deref(),
+        Some("rebound from licence 184431 to 184432")
+    );
+    assert_eq!((t.error, t.service_id), (None, None));
+    assert_eq!(t.at_ms, rebound.updated_ms);
+
+    // The order is found under its new licence only.
+    let by_licence = |licence: &str| {
+        store
+            .list(&ListFilter {
+                licence_id: Some(licence.to_owned()),
+                ..ListFilter::default()
+            })
+            .expect("list")
+    };
+    assert_eq!(by_licence("184432"), std::slice::from_ref(&rebound));
+    assert!(by_licence("184431").is_empty());
+
+    // Rebound again to a licence without an IP; an error given is kept.
+    let again = store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment {
+                licence_id: Some("184433".to_owned()),
+                licence_ip: Some(None),
+            },
+            Change::by("api")
+                .with_note("rebound from licence 184432 to 184433")
+                .with_error("licence 184432 was deleted"),
+        )
+        .expect("rebind");
+    assert_eq!(again.licence_id, "184433");
+    assert_eq!(again.licence_ip, None);
+    assert_eq!(
+        again.last_error.as_deref(),
+        Some("licence 184432 was deleted")
+    );
+    assert_eq!((again.state, again.attempts), (Placed, 1));
+    assert_eq!(again.upstream_service_id.as_deref(), Some("3001"));
+    let t = last_transition(store, &o.id);
+    assert_eq!(t.error.as_deref(), Some("licence 184432 was deleted"));
+
+    // Only the IP: the licence stays.
+    let ip_only = store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment {
+                licence_ip: Some(Some(new_ip)),
+                ..Amendment::default()
+            },
+            Change::by("api").with_note("licence 184433 moved to 198.51.100.7"),
+        )
+        .expect("new ip");
+    assert_eq!(
+        (ip_only.licence_id.as_str(), ip_only.licence_ip),
+        ("184433", Some(new_ip))
+    );
+    // A later amendment without an error keeps the last one.
+    assert_eq!(ip_only.last_error, again.last_error);
+}
+
+pub(crate) fn amend_records_a_renewal(store: &dyn OrderStore) {
+    let o = placed(store, "L1", "3001");
+    let renewed = store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment::default(),
+            Change::by("billing").with_note("renewed for 1 month"),
+        )
+        .expect("renew");
+    assert_eq!(
+        Order {
+            updated_ms: o.updated_ms,
+            ..renewed.clone()
+        },
+        o
+    );
+    assert!(renewed.updated_ms >= o.updated_ms);
+    let t = last_transition(store, &o.id);
+    assert_eq!((t.from, t.to), (Some(Placed), Placed));
+    assert_eq!(
+        (t.actor.as_str(), t.note.as_deref()),
+        ("billing", Some("renewed for 1 month"))
+    );
+
+    // Amending a paid order does not count an attempt, unlike a `Paid → Paid` retry.
+    let p = paid(store, "L2", 1);
+    let amended = store
+        .amend(
+            &p.id,
+            Paid,
+            &Amendment::default(),
+            Change::by("api").with_note("looked at"),
+        )
+        .expect("amend");
+    assert_eq!((amended.state, amended.attempts), (Paid, 0));
+
+    // Long texts are cut as for transitions.
+    let long = "é".repeat(MAX_TEXT_LEN);
+    store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment::default(),
+            Change::by("x".repeat(1000)).with_note(long),
+        )
+        .expect("amend");
+    let t = last_transition(store, &o.id);
+    assert_eq!(t.actor.len(), 128);
+    let note = t.note.expect("note");
+    assert!(note.len() <= MAX_TEXT_LEN && note.len() >= MAX_TEXT_LEN - 1);
+}
+
+pub(crate) fn amend_is_a_compare_and_set(store: &dyn OrderStore) {
+    let o = paid(store, "L1", 1);
+    let history = store.history(&o.id).expect("history");
+    let rebind = Amendment {
+        licence_id: Some("L9".to_owned()),
+        licence_ip: Some(None),
+    };
+    for expected in [Placed, New, Placing] {
+        assert_eq!(
+            store.amend(&o.id, expected, &rebind, Change::by("op").with_note("x")),
+            Err(StoreError::Conflict { current: Paid })
+        );
+    }
+    // Nothing changed.
+    assert_eq!(store.get(&o.id).expect("get"), o);
+    assert_eq!(store.history(&o.id).expect("history"), history);
+
+    let unknown = OrderId::from_parts(1, [1; 10]);
+    assert_eq!(
+        store.amend(&unknown, Placed, &rebind, Change::by("op")),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.amend(&unknown, Placed, &Amendment::default(), Change::by("op")),
+        Err(StoreError::NotFound)
+    );
+}
+
+pub(crate) fn amend_input_is_checked(store: &dyn OrderStore) {
+    let o = placed(store, "L1", "3001");
+    let history = store.history(&o.id).expect("history");
+    let licence = |l: String| Amendment {
+        licence_id: Some(l),
+        ..Amendment::default()
+    };
+    for bad in [
+        String::new(),
+        " ".to_owned(),
+        "x".repeat(257),
+        "18\n4432".to_owned(),
+        "a\u{7}b".to_owned(),
+    ] {
+        let err = store
+            .amend(&o.id, Placed, &licence(bad.clone()), Change::by("op"))
+            .expect_err("bad licence accepted");
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains("licence ID")),
+            "{bad:?}: {err:?}"
+        );
+    }
+    // A service ID is given only on entering `Placed`.
+    assert!(matches!(
+        store.amend(
+            &o.id,
+            Placed,
+            &Amendment::default(),
+            Change::by("op").with_service_id("3002")
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+    // The input is checked before the order is looked up.
+    let unknown = OrderId::from_parts(1, [1; 10]);
+    assert!(matches!(
+        store.amend(&unknown, Placed, &licence(String::new()), Change::by("op")),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.get(&o.id).expect("get"), o);
+    assert_eq!(store.history(&o.id).expect("history"), history);
+
+    // A rebind may not give a licence a second unpaid order for one tariff.
+    let a = store
+        .create_or_reuse_new(&new_order("A", 7))
+        .expect("a")
+        .order;
+    let b = store
+        .create_or_reuse_new(&new_order("B", 7))
+        .expect("b")
+        .order;
+    let b_history = store.history(&b.id).expect("history");
+    assert!(matches!(
+        store.amend(
+            &b.id,
+            New,
+            &licence("A".to_owned()),
+            Change::by("op").with_note("rebound from licence B to A")
+        ),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.get(&a.id).expect("get"), a);
+    assert_eq!(store.get(&b.id).expect("get"), b);
+    assert_eq!(store.history(&b.id).expect("history"), b_history);
+    // Another licence is fine.
+    let moved = store
+        .amend(&b.id, New, &licence("C".to_owned()), Change::by("op"))
+        .expect("rebind");
+    assert_eq!((moved.licence_id.as_str(), moved.state), ("C", New));
+}
+
+/// Costs in EUR for the tests: (tariff, months, ten-thousandths).
+pub(crate) fn costs(list: &[(u64, i64, i64)]) -> Vec<UpstreamCost> {
+    list.iter()
+        .map(|&(tariff_id, months, units)| UpstreamCost {
+            tariff_id,
+            period: Months::new(months).expect("months"),
+            cost: Money::from_units(units, "EUR").expect("money"),
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(since.as_millis()).expect("ms fit")
+}
+
+pub(crate) fn costs_are_replaced(store: &dyn CostStore) {
+    assert_eq!(store.upstream_costs().expect("read"), None, "never fetched");
+
+    let before = now_ms();
+    store
+        .replace_upstream_costs(&costs(&[
+            (55362, 12, 1_000_000),
+            (55361, 3, 270_000),
+            (55361, 1, 90_000),
+            (7, 1, 0),
+        ]))
+        .expect("replace");
+    let after = now_ms();
+    let (stored, at) = store.upstream_costs().expect("read").expect("fetched");
+    assert_eq!(
+        stored,
+        costs(&[
+            (7, 1, 0),
+            (55361, 1, 90_000),
+            (55361, 3, 270_000),
+            (55362, 12, 1_000_000),
+        ]),
+        "ordered by tariff, then period"
+    );
+    assert!(before <= at && at <= after, "{before} <= {at} <= {after}");
+
+    // Other currencies and the largest values are kept exactly.
+    let mut second = costs(&[(1, i64::from(Months::MAX), i64::MAX)]);
+    second.push(UpstreamCost {
+        tariff_id: i64::MAX.unsigned_abs(),
+        period: Months::MONTH,
+        cost: Money::from_units(1, "USD").expect("money"),
+    });
+    store.replace_upstream_costs(&second).expect("replace");
+    let (stored, at2) = store.upstream_costs().expect("read").expect("fetched");
+    assert_eq!(stored, second, "everything replaced");
+    assert!(at2 >= at);
+
+    // An empty list is a fetch that found nothing, not "never fetched".
+    store.replace_upstream_costs(&[]).expect("replace");
+    let (stored, at3) = store.upstream_costs().expect("read").expect("fetched");
+    assert!(stored.is_empty());
+    assert!(at3 >= at2);
+}
+
+pub(crate) fn invalid_costs_change_nothing(store: &dyn CostStore) {
+    // Periods, amounts and currencies are valid by their types (see `money`); what is left
+    // is what only a whole list or a database can refuse.
+    let good = costs(&[(1, 1, 10_000), (1, 12, 100_000)]);
+    let cases: Vec<(Vec<UpstreamCost>, &str)> = vec![
+        (costs(&[(u64::MAX, 1, 1)]), "too large"),
+        (costs(&[(i64::MAX.unsigned_abs() + 1, 1, 1)]), "too large"),
+        (costs(&[(1, 1, 1), (2, 1, 1), (1, 1, 2)]), "twice"),
+    ];
+
+    // Before any fetch: still never fetched.
+    for (list, needle) in &cases {
+        let err = store
+            .replace_upstream_costs(list)
+            .expect_err("invalid costs accepted");
+        assert!(
+            matches!(&err, StoreError::Invalid(m) if m.contains(needle)),
+            "{err:?} lacks {needle:?}"
+        );
+    }
+    assert_eq!(store.upstream_costs().expect("read"), None);
+
+    // After one: the previous costs stay, with their time.
+    store.replace_upstream_costs(&good).expect("replace");
+    let previous = store.upstream_costs().expect("read").expect("fetched");
+    for (list, _) in &cases {
+        assert!(matches!(
+            store.replace_upstream_costs(list),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(
+            store.upstream_costs().expect("read").as_ref(),
+            Some(&previous)
+        );
+    }
+}
+
+/// `open` opens the same database each time, as a restarted host would.
+pub(crate) fn costs_survive_reopening(open: &dyn Fn() -> Box<dyn CostStore>) {
+    let list = costs(&[(2, 1, 5), (1, 6, 30)]);
+    let stored = {
+        let store = open();
+        store.replace_upstream_costs(&list).expect("replace");
+        store.upstream_costs().expect("read").expect("fetched")
+    };
+    assert_eq!(stored.0, costs(&[(1, 6, 30), (2, 1, 5)]));
+    let store = open();
+    assert_eq!(store.upstream_costs().expect("read"), Some(stored));
+}

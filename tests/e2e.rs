@@ -1,0 +1,12 @@
+//! The end-to-end tests, one binary: the real `reseller` binary and the real components, over
+//! real sockets on loopback, and the library's sandbox with the test plugins.
+
+mod common;
+
+mod cli;
+mod hostile;
+mod orders;
+mod pricelist;
+mod sandbox;
+mod swap;
+mod upstream;
