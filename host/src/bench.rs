@@ -16,7 +16,7 @@ use reseller_plugin::policy::Markup;
 use crate::billmgr::{BillmgrError, Params};
 use crate::bindings::pricing;
 use crate::config::Config;
-use crate::convert::snapshot;
+use crate::convert::{panel_query, snapshot};
 use crate::http::{answer_error, document};
 use crate::reseller::Reseller;
 
@@ -54,15 +54,8 @@ pub fn router(
                 .with_state(Arc::new(native))
         }
         Handler::Constant => {
-            let query = pricing::Query {
-                itemtype: "addition".to_owned(),
-                only_available: true,
-                pricelist: None,
-                format: pricing::Format::Xml,
-                lang: None,
-            };
             let doc = reseller
-                .export_prices(&query)
+                .export_prices(&panel_query(None, true))
                 .map(|d| d.body)
                 .unwrap_or_default();
             let body = Arc::new(doc);
