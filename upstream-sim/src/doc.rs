@@ -167,6 +167,42 @@ pub(crate) fn html_page(title: &str, text: &str) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// BILLmanager's login page, as an upstream answers a call it did not take as an API call.
+pub(crate) fn login_page() -> io::Result<Vec<u8>> {
+    let input = |kind: &str, name: &str| {
+        Node::new("input")
+            .attr("type", kind)
+            .attr("name", name)
+            .attr("value", "")
+    };
+    let form = Node::new("form")
+        .attr("method", "post")
+        .attr("action", "/billmgr")
+        .child(
+            Node::new("input")
+                .attr("type", "hidden")
+                .attr("name", "func")
+                .attr("value", "auth"),
+        )
+        .child(input("text", "username"))
+        .child(input("password", "password"))
+        .child(
+            Node::new("input")
+                .attr("type", "submit")
+                .attr("value", "Log in"),
+        );
+    let page = Node::new("html")
+        .child(Node::new("head").child(Node::leaf("title", "BILLmanager")))
+        .child(
+            Node::new("body")
+                .child(Node::leaf("h1", "Log in to BILLmanager"))
+                .child(form),
+        );
+    let mut bytes = b"<!DOCTYPE html>\n".to_vec();
+    bytes.extend(page.to_xml(false)?);
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// One way for upstream to misbehave.
 ///
 /// In JSON, tagged by `kind`: `{"kind": "delay", "ms": 500}`, `{"kind": "status", "code": 503}`,
-/// `{"kind": "html"}`, `{"kind": "truncated"}`, `{"kind": "empty"}`, `{"kind": "cut"}`.
+/// `{"kind": "html"}`, `{"kind": "login"}`, `{"kind": "redirect"}`, `{"kind": "truncated"}`,
+/// `{"kind": "empty"}`, `{"kind": "cut"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Fault {
@@ -23,6 +24,12 @@ pub enum Fault {
     },
     /// Answers HTTP 200 with an HTML error page instead of a document.
     Html,
+    /// Answers HTTP 200 with BILLmanager's HTML login page (`text/html`), as a misconfigured
+    /// upstream URL or a session-only account gets instead of a document.
+    Login,
+    /// Answers HTTP 302 to `https://example.invalid/billmgr` with an empty body, as a front
+    /// proxy does for a URL it moved (http to https, another path).
+    Redirect,
     /// Answers the right document, cut in half.
     Truncated,
     /// Answers HTTP 200 with an empty body.

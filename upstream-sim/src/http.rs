@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State as Shared;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,16 +18,20 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::billmgr::Params;
-use crate::doc::html_page;
+use crate::date::Date;
+use crate::doc::{html_page, login_page};
 use crate::faults::{Fault, FaultSpec};
 use crate::sim::{Call, Reply, Simulator};
 use crate::state::State;
+
+/// Where a [`Fault::Redirect`] sends the client: a name that never resolves.
+const REDIRECT_TO: &str = "https://example.invalid/billmgr";
 
 /// The application: BILLmanager under both of its paths, and the control API.
 pub(crate) fn router(sim: Simulator) -> Router {
@@ -38,6 +42,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/sim/state", get(state).put(put_state))
         .route("/sim/faults", get(faults).post(arm).delete(clear_faults))
         .route("/sim/reset", post(reset))
+        .route("/sim/clock", get(clock).post(move_clock))
         .with_state(sim)
 }
 
@@ -146,6 +151,11 @@ fn spoiled(fault: &Fault, reply: &Reply) -> Response {
             "Service temporarily unavailable",
             "The billing system is under maintenance. Please try again later.",
         ),
+        Fault::Login => match login_page() {
+            Ok(page) => ([(CONTENT_TYPE, "text/html; charset=UTF-8")], page).into_response(),
+            Err(e) => internal(&e),
+        },
+        Fault::Redirect => (StatusCode::FOUND, [(LOCATION, REDIRECT_TO)]).into_response(),
         Fault::Truncated => match reply.render() {
             Ok((content_type, mut body)) => {
                 body.truncate(body.len() / 2);
@@ -254,6 +264,42 @@ async fn arm(Shared(sim): Shared<Simulator>, body: Bytes) -> Response {
 async fn clear_faults(Shared(sim): Shared<Simulator>) -> StatusCode {
     sim.clear_faults();
     StatusCode::NO_CONTENT
+}
+
+/// `POST /sim/clock`: `{"advance_days": N}` or `{"today": "YYYY-MM-DD"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockMove {
+    #[serde(default)]
+    advance_days: Option<u32>,
+    #[serde(default)]
+    today: Option<Date>,
+}
+
+async fn clock(Shared(sim): Shared<Simulator>) -> Response {
+    json(StatusCode::OK, &serde_json::json!({ "today": sim.today() }))
+}
+
+async fn move_clock(Shared(sim): Shared<Simulator>, body: Bytes) -> Response {
+    let moved = match serde_json::from_slice::<ClockMove>(&body) {
+        Ok(ClockMove {
+            advance_days: Some(days),
+            today: None,
+        }) => sim.advance_days(days).map_err(|e| e.to_string()),
+        Ok(ClockMove {
+            advance_days: None,
+            today: Some(today),
+        }) => Ok(sim.set_today(today)),
+        Ok(_) => Err("one of `advance_days` and `today` is expected".to_owned()),
+        Err(e) => Err(format!("not a clock move: {e}")),
+    };
+    match moved {
+        Ok(report) => {
+            tracing::info!(?report, "clock moved");
+            json(StatusCode::OK, &report)
+        }
+        Err(why) => bad_request(&why),
+    }
 }
 
 async fn reset(Shared(sim): Shared<Simulator>) -> StatusCode {

@@ -2,13 +2,16 @@
 //! integration without a real account or real money.
 //!
 //! It keeps a partner's account (credentials, balance, licences, module tariffs, ordered
-//! services) and answers `/billmgr` as BILLmanager does: `pricelist.export`,
-//! `addition.order.param`, `addition.edit`, `service.prolong` and `addition.delete`, in XML (or
-//! JSON with `out=json`), with BILLmanager's error documents on HTTP 200. A JSON control API
-//! under `/sim/` (and the same operations on [`Simulator`]) shows the state and every call
-//! received, and arms faults for the next calls: a delay, a 5xx page, an HTML page, a truncated
-//! or empty body, or a connection closed without an answer, each with or without the call taking
-//! effect first.
+//! services and their expiry) on a simulated clock, and answers `/billmgr` as BILLmanager does:
+//! `pricelist.export`, `addition` (the service list), `addition.order.param`, `addition.edit`,
+//! `addition.suspend`, `addition.resume`, `service.prolong`, `addition.delete` and
+//! `dashboard.info`, in XML (or JSON with `out=json`), with BILLmanager's error documents on
+//! HTTP 200. When the clock reaches a service's expiry, the service is renewed from the balance
+//! (with `autoprolong`) or suspended. A JSON control API under `/sim/` (and the same operations
+//! on [`Simulator`]) shows the state and every call received, moves the clock, and arms faults
+//! for the next calls: a delay, a 5xx page, an HTML page, a login page, a redirect, a truncated
+//! or empty body, or a connection closed without an answer, each with or without the call
+//! taking effect first.
 //!
 //! ```no_run
 //! use upstream_sim::{Fault, FaultSpec, Simulator, State};
@@ -21,6 +24,8 @@
 //! ```
 
 mod billmgr;
+mod clock;
+mod date;
 mod doc;
 mod faults;
 mod http;
@@ -28,7 +33,12 @@ mod server;
 mod sim;
 mod state;
 
+pub use clock::ClockReport;
+pub use date::{Date, DateError};
 pub use faults::{Fault, FaultError, FaultSpec};
 pub use server::{Handle, StartError};
 pub use sim::{Call, Outcome, Simulator};
-pub use state::{Account, Amount, AmountError, Price, Service, State, StateError, Tariff};
+pub use state::{
+    Account, Amount, AmountError, CurrencyPrices, DEFAULT_TODAY, Price, Service, ServiceStatus,
+    State, StateError, Tariff,
+};

@@ -40,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         user = %state.account.user,
         balance = %state.account.balance,
         currency = %state.account.currency,
+        today = %state.today,
         "listening on http://{addr}/billmgr"
     );
     let shutdown = async {

@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::billmgr::{self, Params};
+use crate::clock::{self, ClockReport};
+use crate::date::{Date, DateError};
 use crate::doc::{Format, Node};
 use crate::faults::{Fault, FaultError, FaultSpec, Faults};
 use crate::state::{Amount, Service, State, StateError};
@@ -120,6 +122,26 @@ impl Simulator {
     /// The module services now.
     pub fn services(&self) -> Vec<Service> {
         self.lock().state.services.clone()
+    }
+
+    /// The simulated day.
+    pub fn today(&self) -> Date {
+        self.lock().state.today
+    }
+
+    /// Moves the clock `days` forward, renewing (with `autoprolong`, from the balance) or
+    /// suspending every active service whose expiry it reaches; `0` only settles the services
+    /// already past it. Fails, changing nothing, past `9999-12-31`.
+    pub fn advance_days(&self, days: u32) -> Result<ClockReport, DateError> {
+        let mut inner = self.lock();
+        let today = inner.state.today.add_days(i64::from(days))?;
+        Ok(clock::set_today(&mut inner.state, today))
+    }
+
+    /// Sets the clock to `today`, with the effects of [`Simulator::advance_days`]; moving it
+    /// back only changes the day.
+    pub fn set_today(&self, today: Date) -> ClockReport {
+        clock::set_today(&mut self.lock().state, today)
     }
 
     /// Every call received since the start or the last reset, in order of arrival.

@@ -1,6 +1,7 @@
-//! The partner's account upstream, as data: credentials, balance, licences, module tariffs and
-//! the module services ordered so far. Loaded from JSON or TOML, checked once, and cloned for
-//! the control API; the BILLmanager calls that change it live in [`crate::billmgr`].
+//! The partner's account upstream, as data: credentials, balance, licences, module tariffs, the
+//! module services ordered so far and the simulated day. Loaded from JSON or TOML, checked once,
+//! and cloned for the control API; the BILLmanager calls that change it live in
+//! [`crate::billmgr`], the clock's effects in [`crate::clock`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,9 +12,18 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::date::Date;
+
 /// Service IDs handed out by the simulator start above this, so that they look like upstream's
 /// and never collide with the small IDs a test writes in a state file.
 const FIRST_SERVICE_ID: u64 = 100_001;
+
+/// The simulated day when a state does not say: fixed, so that expiry dates are the same on
+/// every run.
+pub const DEFAULT_TODAY: Date = match Date::new(2026, 12, 1) {
+    Some(date) => date,
+    None => Date::MIN,
+};
 
 /// An amount of money: a non-negative decimal with at most four decimals, never a float.
 ///
@@ -33,6 +43,20 @@ impl Amount {
     /// The amount as a decimal, e.g. to compare with one parsed from a document.
     pub fn decimal(self) -> Decimal {
         self.0
+    }
+
+    /// The amount as BILLmanager shows money: rounded to cents, two decimals, and the currency
+    /// (`"3.50 EUR"`).
+    pub fn display_with(self, currency: &str) -> String {
+        let cents = self
+            .0
+            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        format!("{cents:.2} {currency}")
+    }
+
+    /// `self + other`, or `None` on overflow.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
     }
 
     /// `self - other`, or `None` if `other` is larger.
@@ -139,6 +163,32 @@ pub struct Tariff {
     /// `pricelist.export&onlyavailable=on` and refused by orders.
     #[serde(default = "yes")]
     pub orderable: bool,
+    /// Whether a free trial is offered: exported first in every `<price>` as
+    /// `<period cost="0.0000" type="month" length="-100">trial</period>`; an order for it
+    /// (`period=-100`) is refused like any period not sold.
+    #[serde(default)]
+    pub trial: bool,
+    /// The same tariff priced in other currencies: one more `<price currency="…">` each, after
+    /// the account currency's. Shown only; orders and renewals are charged from
+    /// [`Tariff::prices`], in the account's currency.
+    #[serde(default)]
+    pub other_prices: Vec<CurrencyPrices>,
+    /// Order parameters this tariff requires besides the usual ones (BitNinja's
+    /// `bitninja_email`): an order without one is refused with `missed`/NAME.
+    #[serde(default)]
+    pub required_fields: Vec<String>,
+    /// `<name_ru>`: the Russian name; [`Tariff::name`] when not set.
+    #[serde(default)]
+    pub name_ru: Option<String>,
+}
+
+/// A tariff's periods and costs in a currency other than the account's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrencyPrices {
+    /// The currency (ISO 4217 code), other than the account's.
+    pub currency: String,
+    /// The periods and their costs in that currency.
+    pub prices: Vec<Price>,
 }
 
 impl Tariff {
@@ -151,8 +201,66 @@ impl Tariff {
     }
 }
 
+/// What a service is doing: BILLmanager's `status` code and `item_status` (`orig`).
+///
+/// In state files and the control API: `"ordered"`, `"active"`, `"suspended"`, `"expired"`,
+/// `"processing"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceStatus {
+    /// Ordered, not paid or opened yet: status `1`, `orig="1"`. Only a state file sets it.
+    Ordered,
+    /// Running: status `2`, `orig="2"`.
+    #[default]
+    Active,
+    /// Stopped by `addition.suspend`: status `3`, `orig="3_employeesuspend"`.
+    Suspended,
+    /// Stopped by the clock at its expiry, not renewed: status `3`, `orig="3_autosuspend"`.
+    Expired,
+    /// Being opened: status `5`, `orig="5_open"`. Only a state file sets it.
+    Processing,
+}
+
+impl ServiceStatus {
+    /// The numeric status (`<status>`): 1 ordered, 2 active, 3 suspended, 5 processing.
+    pub fn code(self) -> u8 {
+        match self {
+            ServiceStatus::Ordered => 1,
+            ServiceStatus::Active => 2,
+            ServiceStatus::Suspended | ServiceStatus::Expired => 3,
+            ServiceStatus::Processing => 5,
+        }
+    }
+
+    /// The machine code of `<item_status orig="…">`.
+    pub fn orig(self) -> &'static str {
+        match self {
+            ServiceStatus::Ordered => "1",
+            ServiceStatus::Active => "2",
+            ServiceStatus::Suspended => "3_employeesuspend",
+            ServiceStatus::Expired => "3_autosuspend",
+            ServiceStatus::Processing => "5_open",
+        }
+    }
+
+    /// The English label, the text of `<item_status>`.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServiceStatus::Ordered => "Ordered",
+            ServiceStatus::Active => "Active",
+            ServiceStatus::Suspended => "Suspended by Administrator",
+            ServiceStatus::Expired => "Suspended",
+            ServiceStatus::Processing => "Processing",
+        }
+    }
+}
+
 /// A module ordered for a licence.
+///
+/// In a state file, `status` defaults to `active`, `expires` to `period` months after the
+/// state's `today`, and the rest to nothing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ServiceFile")]
 pub struct Service {
     /// The service ID: `/doc/id` of the order, `elid` of later calls.
     pub id: u64,
@@ -163,30 +271,135 @@ pub struct Service {
     /// Months ordered.
     pub period: u16,
     /// Months it renews for automatically; `None` when it does not.
-    #[serde(default)]
     pub autoprolong: Option<u16>,
-    /// Periods it was renewed for with `service.prolong`, in order.
-    #[serde(default)]
+    /// Periods it was renewed for, in order: by `service.prolong`, or automatically by the
+    /// clock at expiry when it has [`Service::autoprolong`].
     pub renewals: Vec<u16>,
+    /// What it is doing.
+    pub status: ServiceStatus,
+    /// The day it expires: when the clock reaches it, it is renewed or suspended.
+    pub expires: Date,
+    /// `remoteid` of the order: the reseller's own reference; `None` when not sent or empty.
+    pub remoteid: Option<String>,
+    /// The tariff's [`Tariff::required_fields`] as ordered: name → value.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Service {
+    /// Whether it has expired on `today`: the clock has reached its expiry day.
+    pub fn expired_on(&self, today: Date) -> bool {
+        today >= self.expires
+    }
+}
+
+/// A [`Service`] as written in a file: the fields added later are optional.
+#[derive(Deserialize)]
+struct ServiceFile {
+    id: u64,
+    licence: String,
+    tariff: u64,
+    period: u16,
+    #[serde(default)]
+    autoprolong: Option<u16>,
+    #[serde(default)]
+    renewals: Vec<u16>,
+    #[serde(default)]
+    status: ServiceStatus,
+    #[serde(default)]
+    expires: Option<Date>,
+    #[serde(default)]
+    remoteid: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+impl ServiceFile {
+    fn into_service(self, today: Date) -> Service {
+        let expires = self.expires.unwrap_or_else(|| {
+            today
+                .add_months(u32::from(self.period))
+                .unwrap_or(Date::MAX)
+        });
+        Service {
+            id: self.id,
+            licence: self.licence,
+            tariff: self.tariff,
+            period: self.period,
+            autoprolong: self.autoprolong,
+            renewals: self.renewals,
+            status: self.status,
+            expires,
+            remoteid: self.remoteid.filter(|r| !r.is_empty()),
+            fields: self.fields,
+        }
+    }
+}
+
+impl From<ServiceFile> for Service {
+    /// Read alone, a service without `expires` expires `period` months after
+    /// [`DEFAULT_TODAY`]; inside a state, after the state's `today`.
+    fn from(file: ServiceFile) -> Service {
+        file.into_service(DEFAULT_TODAY)
+    }
 }
 
 /// Everything the simulated upstream knows about the partner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StateFile")]
 pub struct State {
     /// Credentials and balance.
     pub account: Account,
     /// The panel licences the partner may order for: licence ID → IP.
-    #[serde(default)]
     pub licences: BTreeMap<String, IpAddr>,
     /// The module tariffs sold, in price list order.
-    #[serde(default)]
     pub tariffs: Vec<Tariff>,
     /// The module services ordered so far.
-    #[serde(default)]
     pub services: Vec<Service>,
     /// The lowest ID the next service may get; IDs are never reused after a removal.
-    #[serde(default)]
     pub next_service_id: u64,
+    /// The simulated day: orders and renewals date from it, and services expire against it.
+    /// Moved only on purpose ([`crate::Simulator::advance_days`], `POST /sim/clock`).
+    pub today: Date,
+    /// How many days before its expiry a service may be renewed at the earliest; any time
+    /// when `None`.
+    pub renew_window_days: Option<u32>,
+}
+
+/// A [`State`] as written in a file: everything but the account is optional.
+#[derive(Deserialize)]
+struct StateFile {
+    account: Account,
+    #[serde(default)]
+    licences: BTreeMap<String, IpAddr>,
+    #[serde(default)]
+    tariffs: Vec<Tariff>,
+    #[serde(default)]
+    services: Vec<ServiceFile>,
+    #[serde(default)]
+    next_service_id: u64,
+    #[serde(default = "default_today")]
+    today: Date,
+    #[serde(default)]
+    renew_window_days: Option<u32>,
+}
+
+impl From<StateFile> for State {
+    fn from(file: StateFile) -> State {
+        let today = file.today;
+        State {
+            account: file.account,
+            licences: file.licences,
+            tariffs: file.tariffs,
+            services: file
+                .services
+                .into_iter()
+                .map(|s| s.into_service(today))
+                .collect(),
+            next_service_id: file.next_service_id,
+            today,
+            renew_window_days: file.renew_window_days,
+        }
+    }
 }
 
 /// Why a state cannot be used.
@@ -256,12 +469,26 @@ impl State {
             if self.tariffs[..i].iter().any(|t| t.id == tariff.id) {
                 return invalid(format!("tariff {} is listed twice", tariff.id));
             }
-            for (j, price) in tariff.prices.iter().enumerate() {
-                if price.months == 0 || tariff.prices[..j].iter().any(|p| p.months == price.months)
-                {
+            check_periods(tariff.id, &account.currency, &tariff.prices)?;
+            for (j, other) in tariff.other_prices.iter().enumerate() {
+                let currency = other.currency.trim();
+                let repeated = currency.eq_ignore_ascii_case(account.currency.trim())
+                    || tariff.other_prices[..j]
+                        .iter()
+                        .any(|o| o.currency.trim().eq_ignore_ascii_case(currency));
+                if currency.is_empty() || repeated {
                     return invalid(format!(
-                        "tariff {}: period of {} months is zero or listed twice",
-                        tariff.id, price.months
+                        "tariff {}: other prices in `{}`, a currency unnamed or already priced",
+                        tariff.id, other.currency
+                    ));
+                }
+                check_periods(tariff.id, currency, &other.prices)?;
+            }
+            for (j, field) in tariff.required_fields.iter().enumerate() {
+                if field.trim().is_empty() || tariff.required_fields[..j].contains(field) {
+                    return invalid(format!(
+                        "tariff {}: required field `{field}` is empty or listed twice",
+                        tariff.id
                     ));
                 }
             }
@@ -308,23 +535,54 @@ impl State {
     }
 }
 
+/// Refuses a price list with a period of zero months or one listed twice.
+fn check_periods(tariff: u64, currency: &str, prices: &[Price]) -> Result<(), StateError> {
+    for (j, price) in prices.iter().enumerate() {
+        if price.months == 0 || prices[..j].iter().any(|p| p.months == price.months) {
+            return Err(StateError::Invalid(format!(
+                "tariff {tariff}: period of {} months in {currency} is zero or listed twice",
+                price.months
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Default for State {
     /// The shipped default: user `partner`, password `secret`, 100.0000 EUR, three licences,
-    /// and the module tariffs for accounts outside Russia from the vendor's table.
+    /// the module tariffs for accounts outside Russia from the vendor's table, and the day
+    /// [`DEFAULT_TODAY`]. Dr.Web pro is also sold for 3 months and priced in RUB; BitNinja
+    /// has a trial, a 6-month period and requires `bitninja_email`.
     fn default() -> State {
-        let tariff = |id, intname: &str, name: &str, kind: &str, prices: &[(u16, i64)]| Tariff {
-            id,
-            intname: intname.to_owned(),
-            name: name.to_owned(),
-            additionintname: kind.to_owned(),
-            prices: prices
-                .iter()
+        let prices = |list: &[(u16, i64)]| -> Vec<Price> {
+            list.iter()
                 .map(|&(months, ten_thousandths)| Price {
                     months,
                     cost: Amount(Decimal::new(ten_thousandths, 4)),
                 })
-                .collect(),
+                .collect()
+        };
+        let tariff = |id, intname: &str, name: &str, kind: &str, list: &[(u16, i64)]| Tariff {
+            id,
+            intname: intname.to_owned(),
+            name: name.to_owned(),
+            additionintname: kind.to_owned(),
+            prices: prices(list),
             orderable: true,
+            trial: false,
+            other_prices: Vec::new(),
+            required_fields: Vec::new(),
+            name_ru: None,
+        };
+        let drweb = |id, edition: &str, list: &[(u16, i64)]| Tariff {
+            name_ru: Some(format!("Dr.Web для ispmanager 6 {edition}")),
+            ..tariff(
+                id,
+                &format!("drweb_{edition}"),
+                &format!("Dr.Web for ispmanager 6 {edition}"),
+                "DrWeb",
+                list,
+            )
         };
         let licence = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
         State {
@@ -340,27 +598,15 @@ impl Default for State {
                 ("184433".to_owned(), licence(198, 51, 100, 7)),
             ]),
             tariffs: vec![
-                tariff(
-                    55361,
-                    "drweb_lite",
-                    "Dr.Web for ispmanager 6 lite",
-                    "DrWeb",
-                    &[(1, 3_5000), (12, 35_0000)],
-                ),
-                tariff(
-                    55362,
-                    "drweb_pro",
-                    "Dr.Web for ispmanager 6 pro",
-                    "DrWeb",
-                    &[(1, 6_9000), (12, 69_0000)],
-                ),
-                tariff(
-                    55363,
-                    "drweb_host",
-                    "Dr.Web for ispmanager 6 host",
-                    "DrWeb",
-                    &[(1, 13_9000), (12, 139_0000)],
-                ),
+                drweb(55361, "lite", &[(1, 3_5000), (12, 35_0000)]),
+                Tariff {
+                    other_prices: vec![CurrencyPrices {
+                        currency: "RUB".to_owned(),
+                        prices: prices(&[(1, 690_0000), (3, 1950_0000), (12, 6900_0000)]),
+                    }],
+                    ..drweb(55362, "pro", &[(1, 6_9000), (3, 19_5000), (12, 69_0000)])
+                },
+                drweb(55363, "host", &[(1, 13_9000), (12, 139_0000)]),
                 tariff(
                     23221,
                     "ddosguard",
@@ -368,18 +614,28 @@ impl Default for State {
                     "DDoSGUARD",
                     &[(1, 10_0000)],
                 ),
-                tariff(
-                    55371,
-                    "bitninja",
-                    "BitNinja",
-                    "BitNinja",
-                    &[(1, 9_9000), (12, 99_0000)],
-                ),
+                Tariff {
+                    trial: true,
+                    required_fields: vec!["bitninja_email".to_owned()],
+                    ..tariff(
+                        55371,
+                        "bitninja",
+                        "BitNinja",
+                        "BitNinja",
+                        &[(1, 9_9000), (6, 54_0000), (12, 99_0000)],
+                    )
+                },
             ],
             services: Vec::new(),
             next_service_id: FIRST_SERVICE_ID,
+            today: DEFAULT_TODAY,
+            renew_window_days: None,
         }
     }
+}
+
+fn default_today() -> Date {
+    DEFAULT_TODAY
 }
 
 fn yes() -> bool {
@@ -392,6 +648,35 @@ mod tests {
 
     fn amount(s: &str) -> Amount {
         s.parse().expect("an amount")
+    }
+
+    fn date(s: &str) -> Date {
+        s.parse().expect("a date")
+    }
+
+    fn service(id: u64, licence: &str) -> Service {
+        Service {
+            id,
+            licence: licence.to_owned(),
+            tariff: 55361,
+            period: 1,
+            autoprolong: None,
+            renewals: Vec::new(),
+            status: ServiceStatus::Active,
+            expires: date("2027-01-01"),
+            remoteid: None,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn money_is_shown_rounded_to_cents_with_its_currency() {
+        assert_eq!(amount("100").display_with("EUR"), "100.00 EUR");
+        assert_eq!(amount("3.5").display_with("EUR"), "3.50 EUR");
+        assert_eq!(amount("31.4999").display_with("EUR"), "31.50 EUR");
+        assert_eq!(amount("0.0049").display_with("RUB"), "0.00 RUB");
+        assert_eq!(amount("0.005").display_with("USD"), "0.01 USD");
+        assert_eq!(Amount::ZERO.display_with("EUR"), "0.00 EUR");
     }
 
     #[test]
@@ -474,8 +759,134 @@ mod tests {
         "#;
         let from_toml = State::from_toml(toml).expect("toml state");
         assert_eq!(from_json, from_toml);
+        // TOML dates may be written bare or quoted.
+        for today in ["2027-01-31", "\"2027-01-31\""] {
+            let dated = toml.replacen(
+                "[account]",
+                &format!("today = {today}\nrenew_window_days = 5\n[account]"),
+                1,
+            );
+            let dated = State::from_toml(&dated).expect("a dated toml state");
+            assert_eq!(dated.today, date("2027-01-31"));
+            assert_eq!(dated.renew_window_days, Some(5));
+            assert_eq!(dated.services[0].expires, date("2027-02-28"));
+        }
         assert!(!from_json.tariffs[0].orderable);
         assert_eq!(from_json.service(3).map(|s| s.autoprolong), Some(None));
+    }
+
+    #[test]
+    fn a_state_file_without_the_lifecycle_fields_still_loads() {
+        let json = r#"{
+            "account": {"user": "u", "password": "p", "balance": "5.0000", "currency": "USD"},
+            "licences": {"7": "203.0.113.5"},
+            "tariffs": [{"id": 1, "intname": "i", "name": "n", "additionintname": "a",
+                         "prices": [{"months": 12, "cost": "2.5"}]}],
+            "services": [{"id": 3, "licence": "7", "tariff": 1, "period": 12,
+                          "autoprolong": 12, "renewals": [12]}]
+        }"#;
+        let state = State::from_json(json).expect("an old state");
+        assert_eq!(state.today, DEFAULT_TODAY);
+        assert_eq!(state.today.to_string(), "2026-12-01");
+        assert_eq!(state.renew_window_days, None);
+        let tariff = &state.tariffs[0];
+        assert!(!tariff.trial && tariff.other_prices.is_empty());
+        assert!(tariff.required_fields.is_empty() && tariff.name_ru.is_none());
+        let service = &state.services[0];
+        assert_eq!(service.status, ServiceStatus::Active);
+        assert_eq!(service.expires, date("2027-12-01"));
+        assert_eq!(
+            (service.remoteid.as_deref(), service.fields.len()),
+            (None, 0)
+        );
+
+        // Expiry defaults count from the state's own day.
+        let dated = json.replace("\"licences\"", "\"today\": \"2027-01-31\", \"licences\"");
+        let dated = State::from_json(&dated).expect("a dated state");
+        assert_eq!(dated.services[0].expires, date("2028-01-31"));
+        let shifted = dated.services[0].clone();
+        assert_eq!(
+            serde_json::from_str::<Service>(
+                r#"{"id": 3, "licence": "7", "tariff": 1, "period": 1}"#
+            )
+            .map(|s| s.expires)
+            .ok(),
+            Some(date("2027-01-01")),
+            "read alone, a service counts from the default day ({shifted:?})"
+        );
+    }
+
+    #[test]
+    fn the_readme_state_file_loads() {
+        let readme = include_str!("../README.md");
+        let toml = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a TOML example in the README");
+        let state = State::from_toml(toml).expect("the README's state");
+        assert_eq!(state.renew_window_days, Some(30));
+        let tariff = &state.tariffs[0];
+        assert!(tariff.trial);
+        assert_eq!(tariff.other_prices[0].currency, "RUB");
+        let service = &state.services[0];
+        assert_eq!(service.expires, date("2027-06-01"));
+        assert_eq!(service.fields["bitninja_email"], "ops@example.com");
+        assert_eq!(service.remoteid.as_deref(), Some("ord-1"));
+    }
+
+    #[test]
+    fn the_lifecycle_fields_round_trip() {
+        let mut state = State {
+            today: date("2027-03-15"),
+            renew_window_days: Some(30),
+            ..State::default()
+        };
+        let mut bought = service(100_001, "184431");
+        bought.status = ServiceStatus::Expired;
+        bought.remoteid = Some("order-42".to_owned());
+        bought
+            .fields
+            .insert("bitninja_email".to_owned(), "a@example.com".to_owned());
+        state.services.push(bought);
+        let json = serde_json::to_string(&state).expect("json");
+        assert!(json.contains(r#""status":"expired""#), "{json}");
+        assert!(json.contains(r#""expires":"2027-01-01""#), "{json}");
+        assert!(json.contains(r#""today":"2027-03-15""#), "{json}");
+        let back = State::from_json(&json.replace(
+            r#""user":"partner""#,
+            r#""user":"partner","password":"secret""#,
+        ))
+        .expect("reloads");
+        assert_eq!(back, state);
+    }
+
+    #[test]
+    fn the_default_state_sells_trials_six_and_three_months_and_roubles() {
+        let state = State::default();
+        let bitninja = state.tariff(55371).expect("BitNinja");
+        assert!(bitninja.trial);
+        assert_eq!(
+            bitninja.cost(6).map(|c| c.to_string()).as_deref(),
+            Some("54.0000")
+        );
+        assert_eq!(bitninja.required_fields, ["bitninja_email"]);
+        let pro = state.tariff(55362).expect("Dr.Web pro");
+        assert_eq!(
+            pro.cost(3).map(|c| c.to_string()).as_deref(),
+            Some("19.5000")
+        );
+        assert_eq!(pro.other_prices[0].currency, "RUB");
+        let lite = state.tariff(55361).expect("Dr.Web lite");
+        assert_eq!(lite.prices[0].months, 1);
+        assert_eq!(
+            lite.cost(1).map(|c| c.to_string()).as_deref(),
+            Some("3.5000")
+        );
+        assert_eq!(
+            lite.cost(12).map(|c| c.to_string()).as_deref(),
+            Some("35.0000")
+        );
     }
 
     #[test]
@@ -485,15 +896,33 @@ mod tests {
         assert!(matches!(twice.validate(), Err(StateError::Invalid(_))));
 
         let mut orphan = State::default();
-        orphan.services.push(Service {
-            id: 1,
-            licence: "nope".to_owned(),
-            tariff: 55361,
-            period: 1,
-            autoprolong: None,
-            renewals: Vec::new(),
-        });
+        orphan.services.push(service(1, "nope"));
         assert!(matches!(orphan.validate(), Err(StateError::Invalid(_))));
+
+        let mut euros_twice = State::default();
+        euros_twice.tariffs[0].other_prices.push(CurrencyPrices {
+            currency: "eur".to_owned(),
+            prices: Vec::new(),
+        });
+        assert!(matches!(
+            euros_twice.validate(),
+            Err(StateError::Invalid(_))
+        ));
+
+        let mut zero = State::default();
+        zero.tariffs[1].other_prices[0].prices[0].months = 0;
+        assert!(matches!(zero.validate(), Err(StateError::Invalid(_))));
+
+        let mut blank = State::default();
+        blank.tariffs[4].required_fields.push(" ".to_owned());
+        assert!(matches!(blank.validate(), Err(StateError::Invalid(_))));
+
+        let bad_day = r#"{"account": {"user": "u", "password": "p", "balance": "5",
+                          "currency": "EUR"}, "today": "2026-02-30"}"#;
+        assert!(matches!(
+            State::from_json(bad_day),
+            Err(StateError::Json(_))
+        ));
 
         let float = r#"{"account": {"user": "u", "password": "p", "balance": 5.0,
                         "currency": "EUR"}}"#;
@@ -506,14 +935,7 @@ mod tests {
         let first = state.allocate_service_id();
         assert_eq!(first, FIRST_SERVICE_ID);
         assert_eq!(state.allocate_service_id(), first + 1);
-        state.services.push(Service {
-            id: 500_000,
-            licence: "184431".to_owned(),
-            tariff: 55361,
-            period: 1,
-            autoprolong: None,
-            renewals: Vec::new(),
-        });
+        state.services.push(service(500_000, "184431"));
         assert_eq!(state.allocate_service_id(), 500_001);
     }
 }

@@ -50,7 +50,19 @@ fn the_price_list_has_the_billmanager_shape_and_values() {
         .filter(|n| n.is_element())
         .map(|n| n.tag_name().name())
         .collect();
-    assert_eq!(names, ["id", "intname", "name", "additionintname", "price"]);
+    // The vendor's documented order, then what real exports add.
+    assert_eq!(
+        names,
+        [
+            "id",
+            "additionintname",
+            "price",
+            "intname",
+            "name",
+            "name_ru",
+            "orderpriority"
+        ]
+    );
     let text = |name: &str| {
         first
             .children()
@@ -135,8 +147,29 @@ fn the_price_list_narrows_to_one_tariff_and_speaks_json() {
     let item = &value["doc"]["pricelist"];
     assert_eq!(item["id"]["$"], "55371");
     assert_eq!(item["price"]["$currency"], "EUR");
-    assert_eq!(item["price"]["period"][0]["$cost"], "9.9000");
-    assert_eq!(item["price"]["period"][1]["$length"], "12");
+    assert_eq!(item["price"]["$type"], "basic");
+    assert_eq!(
+        item["price"]["period"][0],
+        serde_json::json!({"$": "trial", "$cost": "0.0000", "$type": "month", "$length": "-100"})
+    );
+    assert_eq!(item["price"]["period"][1]["$cost"], "9.9000");
+    assert_eq!(item["price"]["period"][2]["$length"], "6");
+    assert_eq!(item["price"]["period"][3]["$length"], "12");
+
+    // A second currency is a second `price`: an array in JSON.
+    let json = upstream.call(
+        "pricelist.export",
+        &[("pricelist", "55362"), ("out", "json")],
+    );
+    let value: serde_json::Value = serde_json::from_str(&json.body).expect("JSON");
+    let prices = &value["doc"]["pricelist"]["price"];
+    assert_eq!(prices[0]["$currency"], "EUR");
+    assert_eq!(prices[1]["$currency"], "RUB");
+    assert_eq!(prices[1]["period"][1]["$cost"], "1950.0000");
+    assert_eq!(
+        value["doc"]["pricelist"]["name_ru"]["$"],
+        "Dr.Web для ispmanager 6 pro"
+    );
 }
 
 #[test]
@@ -285,6 +318,7 @@ fn a_successful_order_debits_exactly_and_returns_a_new_id() {
             ("pricelist", "55371"),
             ("period", "1"),
             ("autoprolong", "null"),
+            ("bitninja_email", "ops@example.com"),
         ]),
     );
     let second_id = child_text(&second.body, "id").expect("an ID");

@@ -335,3 +335,136 @@ fn the_state_can_be_replaced_through_the_control_api() {
         400
     );
 }
+
+#[test]
+fn a_redirect_answers_302_with_nothing_carried_out() {
+    let upstream = Upstream::start();
+    upstream.arm(FaultSpec::new(Fault::Redirect).on(ORDER));
+    let moved = upstream.order();
+    assert_eq!(moved.status, 302, "{moved:?}");
+    assert_eq!(moved.location, "https://example.invalid/billmgr");
+    assert_eq!(moved.body, "");
+    assert!(upstream.handle.sim().services().is_empty());
+    assert_eq!(upstream.balance(), "100.0000");
+
+    upstream.arm(FaultSpec::new(Fault::Redirect).on(ORDER).applied());
+    assert_eq!(upstream.order().status, 302);
+    assert_eq!(upstream.handle.sim().services().len(), 1);
+    assert_eq!(upstream.balance(), "65.0000");
+    let calls = upstream.handle.sim().calls();
+    assert_eq!(
+        calls
+            .iter()
+            .map(|c| (c.fault.clone(), c.carried_out))
+            .collect::<Vec<_>>(),
+        [
+            (Some(Fault::Redirect), false),
+            (Some(Fault::Redirect), true)
+        ]
+    );
+}
+
+#[test]
+fn a_login_fault_answers_the_login_page() {
+    let upstream = Upstream::start();
+    let armed = upstream.control(
+        Method::POST,
+        "/sim/faults",
+        Some(r#"{"func": "dashboard.info", "kind": "login"}"#),
+    );
+    assert_eq!(armed.status, 201, "{armed:?}");
+    let page = upstream.call("dashboard.info", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"), "{page:?}");
+    assert_eq!(
+        page.body,
+        "<!DOCTYPE html>\n<html><head><title>BILLmanager</title></head><body>\
+         <h1>Log in to BILLmanager</h1><form method=\"post\" action=\"/billmgr\">\
+         <input type=\"hidden\" name=\"func\" value=\"auth\"/>\
+         <input type=\"text\" name=\"username\" value=\"\"/>\
+         <input type=\"password\" name=\"password\" value=\"\"/>\
+         <input type=\"submit\" value=\"Log in\"/></form></body></html>"
+    );
+    assert!(!is_xml_doc(&page.body));
+    let redirect: serde_json::Value = serde_json::from_str(
+        &upstream
+            .control(
+                Method::POST,
+                "/sim/faults",
+                Some(r#"{"func": "addition", "kind": "redirect", "times": 2}"#),
+            )
+            .body,
+    )
+    .expect("JSON");
+    assert_eq!(
+        redirect,
+        serde_json::json!([{"func": "addition", "times": 2, "apply": false, "kind": "redirect"}])
+    );
+}
+
+#[test]
+fn every_fault_hits_every_lifecycle_call() {
+    let funcs: [(&str, &[(&str, &str)]); 6] = [
+        ("addition", &[]),
+        ("addition.edit", &[("elid", "100001")]),
+        ("addition.suspend", &[("elid", "100001")]),
+        ("addition.resume", &[("elid", "100001")]),
+        ("service.prolong", &[("elid", "100001"), ("period", "1")]),
+        ("dashboard.info", &[]),
+    ];
+    let faults = [
+        Fault::Status { code: 503 },
+        Fault::Html,
+        Fault::Login,
+        Fault::Redirect,
+        Fault::Truncated,
+        Fault::Empty,
+        Fault::Cut,
+    ];
+    for fault in faults {
+        let upstream = Upstream::start();
+        let placed = upstream.order();
+        assert!(child_text(&placed.body, "id").is_some(), "{placed:?}");
+        let before = upstream.handle.sim().state();
+        for (func, params) in funcs {
+            upstream.arm(FaultSpec::new(fault.clone()).on(func));
+            // Another call is not hit by a fault armed for this one.
+            assert!(is_xml_doc(&upstream.call("pricelist.export", &[]).body));
+            let spoiled = upstream.try_call(Some(AUTHINFO), func, params);
+            match (&fault, spoiled) {
+                (Fault::Cut, Err(_)) => {}
+                (Fault::Cut, Ok(answer)) => panic!("{func}: an answer through a cut: {answer:?}"),
+                (_, Err(e)) => panic!("{func} under {fault:?}: {e}"),
+                (_, Ok(answer)) => assert!(!is_xml_doc(&answer.body), "{func}: {answer:?}"),
+            }
+            let last = upstream.handle.sim().calls().pop().expect("recorded");
+            assert_eq!(
+                (last.func.as_str(), last.fault.as_ref(), last.carried_out),
+                (func, Some(&fault), false)
+            );
+            assert!(upstream.handle.sim().pending_faults().is_empty(), "{func}");
+        }
+        // Not carried out: the suspension and the renewal did not happen.
+        assert_eq!(upstream.handle.sim().state(), before, "{fault:?}");
+    }
+}
+
+#[test]
+fn an_applied_fault_on_a_renewal_still_renews() {
+    let upstream = Upstream::start();
+    upstream.order();
+    upstream.arm(
+        FaultSpec::new(Fault::Truncated)
+            .on("service.prolong")
+            .applied(),
+    );
+    let cut = upstream.call(
+        "service.prolong",
+        &[("elid", "100001"), ("period", "1"), ("sok", "ok")],
+    );
+    let whole = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+                 <doc><ok/><id>100001</id><doc><newexpiredate>2028-01-01</newexpiredate></doc></doc>";
+    assert_eq!(cut.body, whole[..whole.len() / 2]);
+    assert_eq!(upstream.balance(), "61.5000");
+    assert_eq!(upstream.handle.sim().services()[0].renewals, [1]);
+}

@@ -24,6 +24,8 @@ pub struct Answer {
     pub status: u16,
     /// `Content-Type`, empty when missing.
     pub content_type: String,
+    /// `Location`, empty when missing.
+    pub location: String,
     /// The body.
     pub body: String,
 }
@@ -50,8 +52,10 @@ impl Upstream {
     /// A given state.
     pub fn with(state: State) -> Upstream {
         let handle = Simulator::start("127.0.0.1:0", state).expect("simulator starts");
+        // Redirects are answers to look at, not to follow (one fault answers 302).
         let client = Client::builder()
             .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
         Upstream { handle, client }
@@ -116,16 +120,21 @@ impl Upstream {
 
 fn answer(response: reqwest::blocking::Response) -> reqwest::Result<Answer> {
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let content_type = header("content-type");
+    let location = header("location");
     let body = response.text()?;
     Ok(Answer {
         status,
         content_type,
+        location,
         body,
     })
 }
@@ -182,6 +191,11 @@ pub fn refusal(answer: &Answer) -> (String, String) {
     assert_eq!(answer.status, 200, "{answer:?}");
     let error = error_of(&answer.body).expect("an error document");
     (error.kind, error.object)
+}
+
+/// The answer's body as it must be: the XML declaration, then `doc`.
+pub fn xml(doc: &str) -> String {
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{doc}")
 }
 
 /// `(type, object)` as owned strings, to compare with [`refusal`].
