@@ -1,37 +1,125 @@
-//! Binds the plugin's logic to the `billing:reseller` world: the only module that sees the
-//! generated types. Conversions between them and [`crate::model`] live here and nowhere else.
-//!
-//! The bindings are generated for use from other crates too: [`crate::export_plugin!`] expands,
-//! in the crate that exports a plugin, into an implementation of the generated `Guest` traits
-//! that calls the functions below and the policy, then into the generated `export!`. The export
-//! macros are public (`pub_export_macro`) and find the types here through `$crate::component`
-//! wherever they are expanded.
+//! The built-in protocol component: binds the protocol logic to the `billing:reseller` protocol
+//! world, the only module that sees its generated types. The price export asks the policy the
+//! host joined to it for the prices and renders them; the order hooks speak to upstream through
+//! the host's `upstream` capability. Conversions between the generated types and
+//! [`crate::model`] are here and in `model_conversions!`, nowhere else.
 
 wit_bindgen::generate!({
-    world: "plugin",
+    world: "protocol",
     path: "../wit",
-    pub_export_macro: true,
-    default_bindings_module: "$crate::component",
 });
 
-use billing::reseller::{catalogue as host_catalogue, log, types as wit, upstream};
+use billing::reseller::{calendar, catalogue as host_catalogue, log, types as wit, upstream};
 use exports::billing::reseller::{orders as hooks, pricing};
 
-use crate::model::{Document, FieldError, Format, Money, Offer, PeriodCost, PricingError, Query};
-use crate::orders::{self, CallError, OrderError, Response, Upstream};
+use crate::model::{Document, Format, Money, Offer, OfferPrices, PeriodPrice, Query};
+use crate::orders::{self, CallError, OrderError, Response, ServiceStatus, Upstream};
 
-#[cfg(feature = "export")]
-crate::export_plugin!(crate::policy::Markup);
+/// The built-in protocol.
+struct Protocol;
 
-/// The host's catalogue snapshot: its offers, and its pricing settings as JSON.
-pub fn catalogue() -> (Vec<Offer>, String) {
-    let snapshot = host_catalogue::get();
-    let offers = snapshot.offers.into_iter().map(offer).collect();
-    (offers, snapshot.settings)
+export!(Protocol);
+
+impl pricing::Guest for Protocol {
+    fn export_prices(query: pricing::Query) -> Result<pricing::Document, wit::PricingError> {
+        let snapshot = host_catalogue::get();
+        let prices = billing::reseller::policy::price(
+            &snapshot.offers,
+            &snapshot.settings,
+            calendar::today(),
+        )?;
+        let offers: Vec<Offer> = snapshot.offers.into_iter().map(offer).collect();
+        let prices: Vec<OfferPrices> = prices.into_iter().map(offer_prices).collect();
+        crate::price_list(&offers, &prices, &self::query(query))
+            .map(document)
+            .map_err(pricing_error)
+    }
 }
 
-/// The panel's query as the policies see it.
-pub fn query(query: pricing::Query) -> Query {
+impl hooks::Guest for Protocol {
+    fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
+        place(order)
+    }
+
+    fn rebind(service_id: String, licence_id: String) -> Result<(), wit::OrderError> {
+        orders::rebind(&mut HostUpstream, &service_id, &licence_id).map_err(order_error)
+    }
+
+    fn renew(service_id: String, period: wit::Months) -> Result<hooks::Renewed, wit::OrderError> {
+        orders::renew(&mut HostUpstream, &service_id, period)
+            .map(|expires| hooks::Renewed {
+                expires: expires.map(date),
+            })
+            .map_err(order_error)
+    }
+
+    fn quote_renewal(
+        service_id: String,
+        period: wit::Months,
+    ) -> Result<hooks::RenewalQuote, wit::OrderError> {
+        orders::quote_renewal(&mut HostUpstream, &service_id, period)
+            .map(|q| hooks::RenewalQuote {
+                expires: q.expires.map(date),
+                new_expires: q.new_expires.map(date),
+                cost: q.cost.map(money),
+            })
+            .map_err(order_error)
+    }
+
+    fn suspend(service_id: String) -> Result<(), wit::OrderError> {
+        orders::suspend(&mut HostUpstream, &service_id).map_err(order_error)
+    }
+
+    fn resume(service_id: String) -> Result<(), wit::OrderError> {
+        orders::resume(&mut HostUpstream, &service_id).map_err(order_error)
+    }
+
+    fn remove(service_id: String) -> Result<(), wit::OrderError> {
+        orders::remove(&mut HostUpstream, &service_id).map_err(order_error)
+    }
+
+    fn service(service_id: String) -> Result<hooks::UpstreamService, wit::OrderError> {
+        orders::service(&mut HostUpstream, &service_id)
+            .map(upstream_service)
+            .map_err(order_error)
+    }
+
+    fn services() -> Result<Vec<hooks::UpstreamService>, wit::OrderError> {
+        orders::services(&mut HostUpstream)
+            .map(|list| list.into_iter().map(upstream_service).collect())
+            .map_err(order_error)
+    }
+
+    fn balance() -> Result<wit::Money, wit::OrderError> {
+        orders::balance(&mut HostUpstream)
+            .map(money)
+            .map_err(order_error)
+    }
+
+    fn upstream_costs() -> Result<Vec<hooks::UpstreamOffer>, wit::OrderError> {
+        upstream_costs()
+    }
+}
+
+fn offer_prices(p: billing::reseller::policy::OfferPrices) -> OfferPrices {
+    OfferPrices {
+        tariff_id: p.tariff_id,
+        prices: p
+            .prices
+            .into_iter()
+            .map(|p| PeriodPrice {
+                months: p.months,
+                price: Money {
+                    units: p.price.units,
+                    currency: p.price.currency,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The panel's query as the logic sees it.
+fn query(query: pricing::Query) -> Query {
     Query {
         itemtype: query.itemtype,
         only_available: query.only_available,
@@ -43,55 +131,14 @@ pub fn query(query: pricing::Query) -> Query {
     }
 }
 
-/// A rendered answer as the contract returns it.
-pub fn document(doc: Document) -> pricing::Document {
+fn document(doc: Document) -> pricing::Document {
     pricing::Document {
         content_type: doc.content_type.to_owned(),
         body: doc.body,
     }
 }
 
-fn offer(o: wit::Offer) -> Offer {
-    Offer {
-        tariff_id: o.tariff_id,
-        intname: o.intname,
-        additionintname: o.additionintname,
-        name: o.name,
-        upstream_costs: o
-            .upstream_costs
-            .into_iter()
-            .map(|c| PeriodCost {
-                months: c.months,
-                cost: money(c.cost),
-            })
-            .collect(),
-        orderable: o.orderable,
-    }
-}
-
-fn money(m: wit::Money) -> Money {
-    Money {
-        units: m.units,
-        currency: m.currency,
-    }
-}
-
-fn field_error(e: FieldError) -> wit::FieldError {
-    wit::FieldError {
-        field: e.field,
-        value: e.value,
-        message: e.message,
-    }
-}
-
-/// A pricing error as the contract returns it.
-pub fn pricing_error(e: PricingError) -> wit::PricingError {
-    match e {
-        PricingError::InvalidValue(f) => wit::PricingError::InvalidValue(field_error(f)),
-        PricingError::InvalidSettings(f) => wit::PricingError::InvalidSettings(field_error(f)),
-        PricingError::Overflow(m) => wit::PricingError::Overflow(m),
-    }
-}
+crate::model_conversions!();
 
 /// The host's mediated upstream call.
 struct HostUpstream;
@@ -119,7 +166,7 @@ impl Upstream for HostUpstream {
 }
 
 /// The `place` hook: orders the module upstream and logs what happens.
-pub fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
+fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
     log::emit(
         log::Level::Info,
         &format!(
@@ -128,13 +175,18 @@ pub fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
         ),
     );
     let order = orders::Order {
+        id: order.id,
         licence_id: order.licence_id,
         tariff_id: order.tariff_id,
         period: order.period,
         autoprolong: order.autoprolong,
+        fields: order.fields,
     };
     match orders::place(&mut HostUpstream, &order) {
-        Ok(service_id) => Ok(hooks::Placed { service_id }),
+        Ok(placed) => Ok(hooks::Placed {
+            service_id: placed.service_id,
+            expires: placed.expires.map(date),
+        }),
         Err(e) => {
             log::emit(log::Level::Warn, &format!("placing failed: {e}"));
             Err(order_error(e))
@@ -142,39 +194,42 @@ pub fn place(order: hooks::Order) -> Result<hooks::Placed, wit::OrderError> {
     }
 }
 
-/// The `rebind` hook.
-pub fn rebind(service_id: String, licence_id: String) -> Result<(), wit::OrderError> {
-    orders::rebind(&mut HostUpstream, &service_id, &licence_id).map_err(order_error)
-}
-
-/// The `renew` hook.
-pub fn renew(service_id: String, period: wit::Months) -> Result<(), wit::OrderError> {
-    orders::renew(&mut HostUpstream, &service_id, period).map_err(order_error)
-}
-
-/// The `remove` hook.
-pub fn remove(service_id: String) -> Result<(), wit::OrderError> {
-    orders::remove(&mut HostUpstream, &service_id).map_err(order_error)
+fn upstream_service(s: orders::UpstreamService) -> hooks::UpstreamService {
+    hooks::UpstreamService {
+        service_id: s.service_id,
+        licence_id: s.licence_id,
+        tariff_id: s.tariff_id,
+        status: match s.status {
+            ServiceStatus::Ordered => hooks::ServiceStatus::Ordered,
+            ServiceStatus::Active => hooks::ServiceStatus::Active,
+            ServiceStatus::Suspended => hooks::ServiceStatus::Suspended,
+            ServiceStatus::Deleted => hooks::ServiceStatus::Deleted,
+            ServiceStatus::Unknown => hooks::ServiceStatus::Unknown,
+        },
+        expires: s.expires.map(date),
+        remote_id: s.remote_id,
+    }
 }
 
 /// The `upstream-costs` hook.
-pub fn upstream_costs() -> Result<Vec<hooks::UpstreamOffer>, wit::OrderError> {
+fn upstream_costs() -> Result<Vec<hooks::UpstreamOffer>, wit::OrderError> {
     let offers = orders::upstream_costs(&mut HostUpstream).map_err(order_error)?;
     Ok(offers
         .into_iter()
         .map(|o| hooks::UpstreamOffer {
             tariff_id: o.tariff_id,
+            intname: o.intname,
+            additionintname: o.additionintname,
+            name: o.name,
             costs: o
                 .costs
                 .into_iter()
                 .map(|c| wit::PeriodCost {
                     months: c.months,
-                    cost: wit::Money {
-                        units: c.cost.units,
-                        currency: c.cost.currency,
-                    },
+                    cost: money(c.cost),
                 })
                 .collect(),
+            trial: o.trial,
         })
         .collect())
 }

@@ -76,6 +76,57 @@ impl Offer {
     }
 }
 
+/// The partner's price of one module for one period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodPrice {
+    /// Period length in months.
+    pub months: u16,
+    /// The price of one such period.
+    pub price: Money,
+}
+
+/// The partner's prices of one module, as a pricing policy gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferPrices {
+    /// Upstream tariff ID.
+    pub tariff_id: u64,
+    /// One price per period.
+    pub prices: Vec<PeriodPrice>,
+}
+
+/// A calendar day, as BILLmanager writes dates: `2027-01-31`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    /// The year.
+    pub year: u16,
+    /// The month, 1 to 12.
+    pub month: u8,
+    /// The day of the month, 1 to 31.
+    pub day: u8,
+}
+
+impl Date {
+    /// Reads `YYYY-MM-DD` (the first ten characters; a time after them is ignored, as in
+    /// `2027-01-31 00:00:00`); `None` for anything else, including BILLmanager's empty dates
+    /// (`0000-00-00`).
+    pub fn parse(text: &str) -> Option<Date> {
+        let text = text.trim();
+        let day_part = text.get(..10)?;
+        let mut parts = day_part.split('-');
+        let year: u16 = parts.next()?.parse().ok()?;
+        let month: u8 = parts.next()?.parse().ok()?;
+        let day: u8 = parts.next()?.parse().ok()?;
+        let valid = year > 0 && (1..=12).contains(&month) && (1..=31).contains(&day);
+        valid.then_some(Date { year, month, day })
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
 /// Document format of an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -135,6 +186,31 @@ pub enum PricingError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_read_and_print_as_billmanager_writes_them() {
+        let d = Date::parse("2027-01-31").expect("date");
+        assert_eq!((d.year, d.month, d.day), (2027, 1, 31));
+        assert_eq!(d.to_string(), "2027-01-31");
+        assert_eq!(
+            Date::parse(" 2027-02-03 00:00:00 "),
+            Some(Date {
+                year: 2027,
+                month: 2,
+                day: 3
+            })
+        );
+        for bad in [
+            "",
+            "0000-00-00",
+            "2027-13-01",
+            "2027-1-1",
+            "yesterday",
+            "2027-01-32",
+        ] {
+            assert_eq!(Date::parse(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn cost_prints_four_decimals() {

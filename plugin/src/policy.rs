@@ -7,7 +7,8 @@
 //! markup_percent = "20"     # over the upstream cost; may be negative (a discount), above -100
 //! rounding_step = "0.10"    # prices are rounded to a multiple of this
 //! rounding = "up"           # up | nearest | down
-//! periods = [1, 12]         # periods offered; 1 is mandatory (the panel shows only that one)
+//! periods = [1, 12]         # periods offered, in months (1 to 120, any that upstream prices);
+//!                           # 1 is mandatory: the panel shows only that one
 //!
 //! [pricing.currency.RUB]    # per currency, overrides the three keys above
 //! markup_percent = "30"
@@ -31,7 +32,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use crate::PricingPolicy;
-use crate::model::{Document, FieldError, Money, Offer, PricingError, Query, UNITS_PER_ONE};
+use crate::model::{Date, FieldError, Money, Offer, OfferPrices, PricingError, UNITS_PER_ONE};
 
 /// The most decimals an amount may carry, as BILLmanager prints it.
 pub const MAX_SCALE: u32 = 4;
@@ -42,13 +43,13 @@ pub const MAX_SCALE: u32 = 4;
 pub struct Markup;
 
 impl PricingPolicy for Markup {
-    fn export_prices(
+    fn prices(
         offers: &[Offer],
         settings_json: &str,
-        query: &Query,
-    ) -> Result<Document, PricingError> {
+        _today: Date,
+    ) -> Result<Vec<OfferPrices>, PricingError> {
         let settings = Settings::from_json(settings_json)?;
-        crate::export_prices(offers, &settings, query)
+        crate::price_each(offers, |offer, months| settings.price(offer, months))
     }
 }
 
@@ -292,8 +293,8 @@ impl Settings {
                 "the 1-month period is mandatory: the panel shows only that one",
             ));
         }
-        if self.periods.iter().any(|p| !matches!(p, 1 | 12)) {
-            return Err(invalid("only the periods 1 and 12 (months) can be offered"));
+        if self.periods.iter().any(|p| !(1..=120).contains(p)) {
+            return Err(invalid("a period is 1 to 120 months"));
         }
         Ok(())
     }
@@ -534,7 +535,9 @@ mod tests {
         );
         assert_eq!(field(r#"{"rounding": "sideways"}"#), "pricing.rounding");
         assert_eq!(field(r#"{"periods": [12]}"#), "pricing.periods");
-        assert_eq!(field(r#"{"periods": [1, 6]}"#), "pricing.periods");
+        assert_eq!(field(r#"{"periods": [1, 0]}"#), "pricing.periods");
+        assert_eq!(field(r#"{"periods": [1, 121]}"#), "pricing.periods");
+        assert!(Settings::from_json(r#"{"periods": [1, 3, 6, 12]}"#).is_ok());
         assert_eq!(
             field(r#"{"fixed": {"a": {"EUR": {"month": "-1"}}}}"#),
             "pricing.fixed.a.EUR.month"

@@ -1,9 +1,10 @@
 //! The `pricelist.export` answer in BILLmanager's XML and JSON forms.
 //!
-//! XML: `<doc>` holding one `<pricelist>` per module with `id`, `intname`, `name`,
-//! `additionintname` and `price currency=".."` holding `period cost="0.0000" type="month"
-//! length="N"` elements. JSON: the same tree under `{"doc": ..}`, an element's text under `"$"`,
-//! its attributes under `"$name"`; a single child is an object, repeated children an array.
+//! XML: `<doc>` holding one `<pricelist>` per module with `id`, `additionintname`, one
+//! `price currency=".."` per currency holding `period cost="0.0000" type="month" length="N"`
+//! elements, `intname` and `name`: the order in which the vendor's documentation lists them.
+//! JSON: the same tree under `{"doc": ..}`, an element's text under `"$"`, its attributes under
+//! `"$name"`; a single child is an object, repeated children an array.
 
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
@@ -32,15 +33,21 @@ pub struct PriceLine<'a> {
     pub name: &'a str,
     /// Service name of the kind.
     pub additionintname: &'a str,
-    /// Price per period, the 1-month one first, all in one currency.
+    /// Price per period, the 1-month one first.
     pub periods: Vec<(u16, Money)>,
 }
 
 impl PriceLine<'_> {
-    fn currency(&self) -> &str {
-        self.periods
-            .first()
-            .map_or("", |(_, m)| m.currency.as_str())
+    /// The periods grouped by currency, each currency once, in the order it first appears.
+    fn by_currency(&self) -> Vec<(&str, Vec<(u16, &Money)>)> {
+        let mut groups: Vec<(&str, Vec<(u16, &Money)>)> = Vec::with_capacity(1);
+        for (months, money) in &self.periods {
+            match groups.iter_mut().find(|(c, _)| *c == money.currency) {
+                Some((_, periods)) => periods.push((*months, money)),
+                None => groups.push((money.currency.as_str(), vec![(*months, money)])),
+            }
+        }
+        groups
     }
 }
 
@@ -73,28 +80,30 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
             w.create_element("pricelist").write_inner_content(|w| {
                 let id = line.id.to_string();
                 w.create_element("id").write_text_content(text(&id))?;
+                w.create_element("additionintname")
+                    .write_text_content(text(line.additionintname))?;
+                for (currency, periods) in line.by_currency() {
+                    w.create_element("price")
+                        .with_attribute(("currency", currency))
+                        .write_inner_content(|w| {
+                            for (months, money) in &periods {
+                                let cost = Cost(money.units).to_string();
+                                let length = months.to_string();
+                                w.create_element("period")
+                                    .with_attributes([
+                                        ("cost", cost.as_str()),
+                                        ("type", "month"),
+                                        ("length", length.as_str()),
+                                    ])
+                                    .write_text_content(text(period_word(*months)))?;
+                            }
+                            Ok(())
+                        })?;
+                }
                 w.create_element("intname")
                     .write_text_content(text(line.intname))?;
                 w.create_element("name")
                     .write_text_content(text(line.name))?;
-                w.create_element("additionintname")
-                    .write_text_content(text(line.additionintname))?;
-                w.create_element("price")
-                    .with_attribute(("currency", line.currency()))
-                    .write_inner_content(|w| {
-                        for (months, money) in &line.periods {
-                            let cost = Cost(money.units).to_string();
-                            let length = months.to_string();
-                            w.create_element("period")
-                                .with_attributes([
-                                    ("cost", cost.as_str()),
-                                    ("type", "month"),
-                                    ("length", length.as_str()),
-                                ])
-                                .write_text_content(text(period_word(*months)))?;
-                        }
-                        Ok(())
-                    })?;
                 Ok(())
             })?;
         }
@@ -142,10 +151,11 @@ struct JsonDoc<'a> {
 #[derive(Serialize)]
 struct JsonLine<'a> {
     id: Text<'a>,
+    additionintname: Text<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    price: Option<OneOrMany<JsonPrice<'a>>>,
     intname: Text<'a>,
     name: Text<'a>,
-    additionintname: Text<'a>,
-    price: JsonPrice<'a>,
 }
 
 #[derive(Serialize)]
@@ -176,25 +186,30 @@ pub fn json(lines: &[PriceLine<'_>]) -> Document {
         .zip(&ids)
         .map(|(line, id)| JsonLine {
             id: Text { text: id },
-            intname: Text { text: line.intname },
-            name: Text { text: line.name },
             additionintname: Text {
                 text: line.additionintname,
             },
-            price: JsonPrice {
-                currency: line.currency(),
-                period: OneOrMany::new(
-                    line.periods
-                        .iter()
-                        .map(|(months, money)| JsonPeriod {
-                            cost: Cost(money.units).to_string(),
-                            kind: "month",
-                            length: months.to_string(),
-                            text: period_word(*months),
-                        })
-                        .collect(),
-                ),
-            },
+            price: OneOrMany::new(
+                line.by_currency()
+                    .into_iter()
+                    .map(|(currency, periods)| JsonPrice {
+                        currency,
+                        period: OneOrMany::new(
+                            periods
+                                .iter()
+                                .map(|(months, money)| JsonPeriod {
+                                    cost: Cost(money.units).to_string(),
+                                    kind: "month",
+                                    length: months.to_string(),
+                                    text: period_word(*months),
+                                })
+                                .collect(),
+                        ),
+                    })
+                    .collect(),
+            ),
+            intname: Text { text: line.intname },
+            name: Text { text: line.name },
         })
         .collect();
     let root = JsonRoot {
@@ -247,11 +262,11 @@ mod tests {
         assert_eq!(
             text,
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><doc><pricelist><id>277</id>\
-             <intname>drweb</intname><name>A &lt;b&gt; &amp; \"c\" — Защита</name>\
              <additionintname>DrWeb</additionintname><price currency=\"EUR\">\
              <period cost=\"913.9286\" type=\"month\" length=\"1\">monthly</period>\
              <period cost=\"9000.0000\" type=\"month\" length=\"12\">annually</period>\
-             </price></pricelist></doc>"
+             </price><intname>drweb</intname><name>A &lt;b&gt; &amp; \"c\" — Защита</name>\
+             </pricelist></doc>"
         );
     }
 

@@ -1,7 +1,7 @@
-//! Charm pricing: a second `billing:reseller` pricing plugin whose partner price list ends in
+//! Charm pricing: a second `billing:reseller` pricing policy whose partner price list ends in
 //! psychological prices (3.99, 1190), built on the built-in plugin's library
-//! ([`reseller_plugin`]). It shows that swapping the plugin changes prices and nothing else: the
-//! query rules, the rendering of the price list and the order hooks are the built-in plugin's.
+//! ([`reseller_plugin`]). It shows that swapping the policy changes prices and nothing else: the
+//! query rules, the rendering of the price list and the order hooks are the built-in protocol's.
 //!
 //! # Prices
 //!
@@ -20,8 +20,8 @@
 //! is refused as a bad setting naming `pricing.currency.<CODE>`. A fixed price for a module and
 //! currency overrides all this and is listed exactly as written.
 //!
-//! The 1-month price is listed for every module that has a 1-month upstream cost, the 12-month
-//! one whenever the catalogue has a yearly cost for it.
+//! Every period the catalogue has an upstream cost for is priced; the panel lists a module
+//! that has a 1-month price.
 //!
 //! # Settings
 //!
@@ -56,17 +56,16 @@
 //! # Building and running
 //!
 //! `cargo build -p reseller-charm --target wasm32-wasip2 --profile guest` builds the component
-//! `reseller_charm.wasm`; the host runs it instead of the built-in plugin with
-//! `[plugin] path = ".../reseller_charm.wasm"` and these settings under `[pricing]`. Build it in
-//! a cargo invocation of its own, not together with `reseller-plugin`: cargo would unify the
-//! latter's `export` feature into this crate's dependency and the two exports would clash. (Such
-//! a build also leaves an export-less `reseller_plugin.wasm` next to it: the built-in component
-//! is the one built with `-p reseller-plugin`.)
+//! `reseller_charm.wasm`, a `pricing-policy`; the host prices with it instead of the built-in
+//! policy with `[plugin.policy] path = ".../reseller_charm.wasm"` and these settings under
+//! `[pricing]`. Build it in a cargo invocation of its own, not together with `reseller-plugin`:
+//! cargo would unify the latter's `export` feature into this crate's dependency, and this
+//! component would then carry the protocol's world instead of the policy's.
 
 use std::collections::BTreeMap;
 
 use reseller_plugin::PricingPolicy;
-use reseller_plugin::model::{Document, FieldError, Money, Offer, PricingError, Query};
+use reseller_plugin::model::{Date, FieldError, Money, Offer, OfferPrices, PricingError};
 use reseller_plugin::policy::{self, Amount, FixedPrice, Percent, Step};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -76,17 +75,17 @@ use serde::Deserialize;
 pub struct Charm;
 
 impl PricingPolicy for Charm {
-    fn export_prices(
+    fn prices(
         offers: &[Offer],
         settings_json: &str,
-        query: &Query,
-    ) -> Result<Document, PricingError> {
+        _today: Date,
+    ) -> Result<Vec<OfferPrices>, PricingError> {
         let settings = Settings::from_json(settings_json)?;
-        reseller_plugin::price_list(offers, query, |offer, months| settings.price(offer, months))
+        reseller_plugin::price_each(offers, |offer, months| settings.price(offer, months))
     }
 }
 
-reseller_plugin::export_plugin!(Charm);
+reseller_plugin::export_policy!(Charm);
 
 /// The charm pricing settings: the `[pricing]` table.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -249,7 +248,7 @@ fn invalid(field: String, value: String, message: String) -> PricingError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reseller_plugin::model::Format;
+    use reseller_plugin::model::{Document, Format, Query};
     use reseller_plugin::policy::Markup;
 
     /// `units` are ten-thousandths: 36_000 is 3.60.
@@ -470,10 +469,25 @@ mod tests {
         );
         assert_eq!(field(r#"{"rounding_step": "1"}"#), "pricing.rounding_step");
         assert_eq!(field("[]"), "pricing");
-        let err = Charm::export_prices(&[], r#"{"surprise": 1}"#, &query(Format::Xml));
+        let err = export::<Charm>(&[], r#"{"surprise": 1}"#, &query(Format::Xml));
         assert!(
             matches!(err, Err(PricingError::InvalidSettings(e)) if e.field == "pricing.surprise")
         );
+    }
+
+    /// A policy's prices, rendered as the built-in protocol renders them.
+    fn export<P: PricingPolicy>(
+        offers: &[Offer],
+        settings: &str,
+        query: &Query,
+    ) -> Result<Document, PricingError> {
+        let today = Date {
+            year: 2027,
+            month: 1,
+            day: 1,
+        };
+        let prices = P::prices(offers, settings, today)?;
+        reseller_plugin::price_list(offers, &prices, query)
     }
 
     fn query(format: Format) -> Query {
@@ -504,7 +518,7 @@ mod tests {
     #[test]
     fn query_rules_are_the_built_in_ones() {
         let offers = catalogue();
-        let export = |q: &Query| Charm::export_prices(&offers, "{}", q);
+        let export = |q: &Query| export::<Charm>(&offers, "{}", q);
         let mut q = query(Format::Xml);
         let text = xml(&export(&q).expect("export"));
         assert!(text.contains("<id>277</id>") && text.contains("<id>9014</id>"));
@@ -550,8 +564,8 @@ mod tests {
         let markup = r#"{"markup_percent": "20", "periods": [1, 12]}"#;
         let charm = r#"{"markup_percent": "20"}"#;
 
-        let m = Markup::export_prices(&offers, markup, &query(Format::Xml)).expect("markup");
-        let c = Charm::export_prices(&offers, charm, &query(Format::Xml)).expect("charm");
+        let m = export::<Markup>(&offers, markup, &query(Format::Xml)).expect("markup");
+        let c = export::<Charm>(&offers, charm, &query(Format::Xml)).expect("charm");
         assert_eq!(m.content_type, c.content_type);
         let (m, c) = (xml(&m), xml(&c));
         assert_ne!(m, c);
@@ -562,8 +576,8 @@ mod tests {
         );
         assert!(m.contains(r#"cost="1370.8920""#) && c.contains(r#"cost="1390.0000""#));
 
-        let m = Markup::export_prices(&offers, markup, &query(Format::Json)).expect("markup");
-        let c = Charm::export_prices(&offers, charm, &query(Format::Json)).expect("charm");
+        let m = export::<Markup>(&offers, markup, &query(Format::Json)).expect("markup");
+        let c = export::<Charm>(&offers, charm, &query(Format::Json)).expect("charm");
         assert_eq!(m.content_type, c.content_type);
         let mut m: serde_json::Value = serde_json::from_slice(&m.body).expect("json");
         let mut c: serde_json::Value = serde_json::from_slice(&c.body).expect("json");

@@ -176,12 +176,42 @@ impl orders::Guest for Hostile {
         Ok(())
     }
 
-    fn renew(_service_id: String, _period: types::Months) -> Result<(), types::OrderError> {
+    fn renew(
+        _service_id: String,
+        _period: types::Months,
+    ) -> Result<orders::Renewed, types::OrderError> {
+        Ok(orders::Renewed { expires: None })
+    }
+
+    fn quote_renewal(
+        _service_id: String,
+        _period: types::Months,
+    ) -> Result<orders::RenewalQuote, types::OrderError> {
+        Err(types::OrderError::Other("no quotes here".to_owned()))
+    }
+
+    fn suspend(_service_id: String) -> Result<(), types::OrderError> {
+        Ok(())
+    }
+
+    fn resume(_service_id: String) -> Result<(), types::OrderError> {
         Ok(())
     }
 
     fn remove(_service_id: String) -> Result<(), types::OrderError> {
         Ok(())
+    }
+
+    fn service(service_id: String) -> Result<orders::UpstreamService, types::OrderError> {
+        Err(types::OrderError::Other(format!("no service {service_id}")))
+    }
+
+    fn services() -> Result<Vec<orders::UpstreamService>, types::OrderError> {
+        Ok(Vec::new())
+    }
+
+    fn balance() -> Result<types::Money, types::OrderError> {
+        Err(types::OrderError::Other("no balance here".to_owned()))
     }
 
     fn upstream_costs() -> Result<Vec<orders::UpstreamOffer>, types::OrderError> {

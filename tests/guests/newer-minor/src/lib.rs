@@ -1,5 +1,5 @@
-//! A plugin built against `billing:reseller@0.1.1`, a later minor version than the host's: the
-//! host serves it. It prices every module of the catalogue at its upstream monthly cost.
+//! A plugin built against `billing:reseller@0.2.1`, a later patch of the host's 0.2.0 (one
+//! additive function): the host serves it. Its price list names the catalogue's modules.
 
 #![cfg(target_arch = "wasm32")]
 #![expect(
@@ -24,7 +24,7 @@ impl pricing::Guest for NewerMinor {
             &format!("pricing {} modules", offers.len()),
         );
         let ids: Vec<String> = offers.iter().map(|o| o.tariff_id.to_string()).collect();
-        let body = format!("<doc><!-- 0.1.1 plugin: {} --></doc>", ids.join(" "));
+        let body = format!("<doc><!-- 0.2.1 plugin: {} --></doc>", ids.join(" "));
         Ok(pricing::Document {
             content_type: "text/xml; charset=utf-8".to_owned(),
             body: body.into_bytes(),
@@ -32,7 +32,7 @@ impl pricing::Guest for NewerMinor {
     }
 
     fn plugin_version() -> String {
-        "newer-minor 0.1.1".to_owned()
+        "newer-minor 0.2.1".to_owned()
     }
 }
 
@@ -47,12 +47,42 @@ impl orders::Guest for NewerMinor {
         Ok(())
     }
 
-    fn renew(_service_id: String, _period: types::Months) -> Result<(), types::OrderError> {
+    fn renew(
+        _service_id: String,
+        _period: types::Months,
+    ) -> Result<orders::Renewed, types::OrderError> {
+        Ok(orders::Renewed { expires: None })
+    }
+
+    fn quote_renewal(
+        _service_id: String,
+        _period: types::Months,
+    ) -> Result<orders::RenewalQuote, types::OrderError> {
+        Err(types::OrderError::Other("no quotes".to_owned()))
+    }
+
+    fn suspend(_service_id: String) -> Result<(), types::OrderError> {
+        Ok(())
+    }
+
+    fn resume(_service_id: String) -> Result<(), types::OrderError> {
         Ok(())
     }
 
     fn remove(_service_id: String) -> Result<(), types::OrderError> {
         Ok(())
+    }
+
+    fn service(_service_id: String) -> Result<orders::UpstreamService, types::OrderError> {
+        Err(types::OrderError::Other("no services".to_owned()))
+    }
+
+    fn services() -> Result<Vec<orders::UpstreamService>, types::OrderError> {
+        Ok(Vec::new())
+    }
+
+    fn balance() -> Result<types::Money, types::OrderError> {
+        Err(types::OrderError::Other("no balance".to_owned()))
     }
 
     fn upstream_costs() -> Result<Vec<orders::UpstreamOffer>, types::OrderError> {
