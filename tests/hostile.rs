@@ -59,6 +59,7 @@ fn grants(mode: &str, recorder: Arc<Recorder>) -> Grants {
             ["pricelist.export".to_owned()],
             recorder,
         )),
+        policy: None,
     }
 }
 
@@ -84,6 +85,7 @@ fn order() -> Order {
             units: 1,
             currency: "EUR".to_owned(),
         },
+        fields: Vec::new(),
     }
 }
 
@@ -142,9 +144,9 @@ fn unbounded_recursion_overflows_the_stack() {
 #[test]
 fn a_panic_is_the_guests_fault_with_its_message() {
     match export_fault(&hostile(Limits::default()), "panic") {
-        Fault::Guest { stderr, .. } => assert!(
-            stderr.contains("hostile guest panics on purpose"),
-            "{stderr}"
+        Fault::Guest { output, .. } => assert!(
+            output.contains("hostile guest panics on purpose"),
+            "{output}"
         ),
         other => panic!("expected a guest fault, got {other}"),
     }
@@ -268,7 +270,7 @@ fn a_component_of_an_incompatible_contract_version_is_refused_naming_both() {
     );
     let message = err.to_string();
     assert!(
-        message.contains("billing:reseller@1.0.0") && message.contains("billing:reseller@0.1.0"),
+        message.contains("billing:reseller@1.0.0") && message.contains("billing:reseller@0.2.0"),
         "{message}"
     );
 }
@@ -281,12 +283,12 @@ fn a_component_of_a_later_compatible_version_is_served() {
         reseller_test_artifacts::NEWER_MINOR,
         Limits::default(),
     )
-    .expect("a 0.1.1 plugin loads in a 0.1.0 host");
+    .expect("a 0.2.1 plugin loads in a 0.2.0 host");
     assert!(
         plugin
             .exports()
             .iter()
-            .any(|e| e == "billing:reseller/pricing@0.1.1"),
+            .any(|e| e == "billing:reseller/pricing@0.2.1"),
         "{:?}",
         plugin.exports()
     );
@@ -295,7 +297,7 @@ fn a_component_of_a_later_compatible_version_is_served() {
         .0
         .expect("no fault")
         .expect("a document");
-    assert_eq!(doc.body, b"<doc><!-- 0.1.1 plugin:  --></doc>");
+    assert_eq!(doc.body, b"<doc><!-- 0.2.1 plugin:  --></doc>");
 }
 
 #[test]

@@ -70,12 +70,13 @@ fn assert_xml(answer: &Answer, expected: &[&Line]) {
         assert_eq!(node.tag_name().name(), "pricelist");
         let children: Vec<_> = node.children().filter(|n| n.is_element()).collect();
         let names: Vec<_> = children.iter().map(|n| n.tag_name().name()).collect();
-        assert_eq!(names, ["id", "intname", "name", "additionintname", "price"]);
+        // The order in which the vendor's documentation lists them.
+        assert_eq!(names, ["id", "additionintname", "price", "intname", "name"]);
         assert_eq!(children[0].text(), Some(want.id));
-        assert_eq!(children[1].text(), Some(want.intname));
-        assert_eq!(children[2].text(), Some(want.name));
-        assert_eq!(children[3].text(), Some(want.additionintname));
-        let price = children[4];
+        assert_eq!(children[1].text(), Some(want.additionintname));
+        assert_eq!(children[3].text(), Some(want.intname));
+        assert_eq!(children[4].text(), Some(want.name));
+        let price = children[2];
         assert_eq!(price.attributes().count(), 1);
         assert_eq!(price.attribute("currency"), Some(want.currency));
         let periods: Vec<_> = price.children().filter(|n| n.is_element()).collect();

@@ -2,11 +2,21 @@
 //! asks for more, or does not fit the world, does not load.
 
 use reseller_host::limits::Limits;
-use reseller_host::reseller::BUILTIN_PLUGIN;
-use reseller_host::runtime::{LoadError, LoadedPlugin, Runtime};
+use reseller_host::reseller::{BUILTIN_POLICY, BUILTIN_PROTOCOL};
+use reseller_host::runtime::{LoadError, LoadedPlugin, LoadedPolicy, Runtime};
 
 fn load(bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
     LoadedPlugin::load(&Runtime::new(), "test", bytes, Limits::default())
+}
+
+fn builtin_policy() -> std::sync::Arc<LoadedPolicy> {
+    let policy = LoadedPolicy::load(
+        &Runtime::new(),
+        "builtin-markup",
+        BUILTIN_POLICY,
+        Limits::for_policy(),
+    );
+    std::sync::Arc::new(policy.expect("the built-in policy loads"))
 }
 
 fn unversioned(names: &[String]) -> Vec<String> {
@@ -22,13 +32,47 @@ fn unversioned(names: &[String]) -> Vec<String> {
     names
 }
 
+/// What Rust's standard library imports for stdio, panics and exit; granted empty.
+const RUST_STD: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stderr",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stderr",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+];
+
 #[test]
-fn the_builtin_plugin_imports_exactly_the_granted_interfaces() {
-    let plugin = load(BUILTIN_PLUGIN).expect("the built-in plugin loads");
+fn the_builtin_policy_imports_the_log_and_nothing_else() {
+    let policy = builtin_policy();
+    let mut expected = vec!["billing:reseller/log", "billing:reseller/types"];
+    expected.extend(RUST_STD);
+    assert_eq!(
+        unversioned(policy.imports()),
+        expected,
+        "{:?}",
+        policy.imports()
+    );
+    assert_eq!(unversioned(policy.exports()), ["billing:reseller/policy"]);
+    assert_eq!(policy.contract_version(), "0.2.0");
+}
+
+#[test]
+fn the_builtin_protocol_imports_exactly_the_granted_interfaces() {
+    let plugin = load(BUILTIN_PROTOCOL).expect("the built-in protocol loads");
     let expected = [
-        // Our capabilities.
+        // Our capabilities, the policy joined to it among them.
+        "billing:reseller/calendar",
         "billing:reseller/catalogue",
         "billing:reseller/log",
+        "billing:reseller/policy",
         "billing:reseller/types",
         "billing:reseller/upstream",
         // What Rust's standard library imports for stdio, panics and exit; granted empty.
@@ -57,7 +101,7 @@ fn the_builtin_plugin_imports_exactly_the_granted_interfaces() {
         .iter()
         .filter(|n| n.starts_with("billing:"))
     {
-        assert!(own.ends_with("@0.1.0"), "{own}");
+        assert!(own.ends_with("@0.2.0"), "{own}");
     }
     assert_eq!(
         unversioned(plugin.exports()),
@@ -65,29 +109,105 @@ fn the_builtin_plugin_imports_exactly_the_granted_interfaces() {
     );
 }
 
+/// A component exporting `exports` (empty instances) and importing `imports`.
+fn component(imports: &[&str], exports: &[&str]) -> Vec<u8> {
+    let mut wat = String::from("(component\n");
+    for import in imports {
+        wat.push_str(&format!("  (import \"{import}\" (instance))\n"));
+    }
+    for (i, export) in exports.iter().enumerate() {
+        wat.push_str(&format!(
+            "  (instance $e{i})\n  (export \"{export}\" (instance $e{i}))\n"
+        ));
+    }
+    wat.push(')');
+    wat::parse_str(&wat).expect("wat")
+}
+
 #[test]
-fn a_component_asking_for_files_or_sockets_does_not_load() {
-    for interface in [
-        "wasi:filesystem/preopens@0.2.6",
-        "wasi:sockets/tcp@0.2.6",
-        "wasi:clocks/wall-clock@0.2.6",
-    ] {
-        let wat = format!(r#"(component (import "{interface}" (instance)))"#);
-        let bytes = wat::parse_str(&wat).expect("wat");
-        match load(&bytes) {
-            Err(LoadError::ForbiddenImport(name)) => assert_eq!(name, interface),
-            Err(other) => panic!("{interface}: refused for another reason: {other}"),
-            Ok(_) => panic!("{interface}: loaded"),
+fn what_is_not_granted_is_refused_before_compiling_every_import_named() {
+    let pricing = [
+        "billing:reseller/pricing@0.2.0",
+        "billing:reseller/orders@0.2.0",
+    ];
+    let bytes = component(
+        &[
+            "wasi:keyvalue/store@0.2.0",
+            "billing:reseller/secrets@0.2.0",
+            "billing:reseller/catalogue@0.1.0",
+            // Granted empty: files, sockets and clocks load.
+            "wasi:filesystem/preopens@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:clocks/wall-clock@0.2.6",
+        ],
+        &pricing,
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let runtime = Runtime::with_cache(tmp.path().join("cache"));
+    match LoadedPlugin::load(&runtime, "test", &bytes, Limits::default()) {
+        Err(LoadError::ForbiddenImports { imports, .. }) => assert_eq!(
+            imports,
+            [
+                "wasi:keyvalue/store@0.2.0",
+                "billing:reseller/secrets@0.2.0",
+                "billing:reseller/catalogue@0.1.0",
+            ]
+        ),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("loaded"),
+    }
+    assert!(
+        !tmp.path().join("cache").exists(),
+        "nothing of it is cached"
+    );
+
+    // A policy gets the log, not upstream or the catalogue.
+    let bytes = component(
+        &[
+            "billing:reseller/upstream@0.2.0",
+            "billing:reseller/log@0.2.0",
+        ],
+        &["billing:reseller/policy@0.2.0"],
+    );
+    match LoadedPolicy::load(&runtime, "test", &bytes, Limits::for_policy()) {
+        Err(LoadError::ForbiddenImports { role, imports }) => {
+            assert_eq!(role, "pricing policy");
+            assert_eq!(imports, ["billing:reseller/upstream@0.2.0"]);
         }
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("loaded"),
     }
 }
 
 #[test]
-fn a_component_of_another_world_does_not_load() {
+fn a_component_of_another_world_or_role_does_not_load() {
     let bytes = wat::parse_str("(component)").expect("wat");
     let err = load(&bytes).err().expect("refused");
     assert!(matches!(err, LoadError::Incompatible { .. }), "{err}");
-    assert!(err.to_string().contains("billing:reseller@0.1.0"), "{err}");
+    assert!(err.to_string().contains("billing:reseller@0.2.0"), "{err}");
+    let err = load(BUILTIN_POLICY)
+        .err()
+        .expect("a policy is not a plugin");
+    assert!(err.to_string().contains("[plugin.policy]"), "{err}");
+    let err = LoadedPolicy::load(&Runtime::new(), "p", BUILTIN_PROTOCOL, Limits::for_policy())
+        .err()
+        .expect("a protocol is not a policy");
+    assert!(err.to_string().contains("protocol component"), "{err}");
+}
+
+#[test]
+fn a_component_that_creates_too_many_instances_is_refused_naming_the_limit() {
+    let limits = Limits {
+        instances: 1,
+        ..Limits::default()
+    };
+    let err = LoadedPlugin::load(&Runtime::new(), "test", BUILTIN_PROTOCOL, limits)
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("plugin.limits.instances = 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,18 +268,15 @@ mod orders {
     }
 
     fn grants(fake: Arc<Fake>, functions: &[&str]) -> Grants {
-        Grants {
-            plugin: "test".into(),
-            catalogue: Arc::new(Snapshot {
+        Grants::new(
+            "test".into(),
+            Snapshot {
                 version: 1,
                 offers: Vec::new(),
                 settings: "{}".to_owned(),
-            }),
-            upstream: Arc::new(UpstreamPolicy::new(
-                functions.iter().map(|f| (*f).to_owned()),
-                fake,
-            )),
-        }
+            },
+            UpstreamPolicy::new(functions.iter().map(|f| (*f).to_owned()), fake),
+        )
     }
 
     fn order() -> Order {
@@ -174,12 +291,13 @@ mod orders {
                 units: 180_000,
                 currency: "EUR".to_owned(),
             },
+            fields: Vec::new(),
         }
     }
 
     #[test]
     fn the_component_places_an_order_through_the_host_capability() {
-        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let plugin = load(BUILTIN_PROTOCOL).expect("loads");
         let fake = Arc::new(Fake {
             body: "<doc><id>777</id></doc>",
             calls: Mutex::default(),
@@ -205,6 +323,7 @@ mod orders {
                 ("period", "1"),
                 ("pricelist", "23221"),
                 ("autoprolong", "1"),
+                ("remoteid", "o-1"),
                 ("skipbasket", "on"),
                 ("sok", "ok")
             ]
@@ -213,7 +332,7 @@ mod orders {
 
     #[test]
     fn a_function_outside_the_policy_never_reaches_upstream() {
-        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let plugin = load(BUILTIN_PROTOCOL).expect("loads");
         let fake = Arc::new(Fake {
             body: "<doc/>",
             calls: Mutex::default(),
@@ -228,7 +347,7 @@ mod orders {
 
     #[test]
     fn an_html_answer_to_an_order_is_in_doubt() {
-        let plugin = load(BUILTIN_PLUGIN).expect("loads");
+        let plugin = load(BUILTIN_PROTOCOL).expect("loads");
         let fake = Arc::new(Fake {
             body: "<html>502 Bad Gateway</html>",
             calls: Mutex::default(),
@@ -256,7 +375,7 @@ mod cache {
         LoadedPlugin::load(
             &Runtime::with_cache(dir.to_owned()),
             "builtin",
-            BUILTIN_PLUGIN,
+            BUILTIN_PROTOCOL,
             Limits::default(),
         )
         .expect("loads")
@@ -318,15 +437,17 @@ mod cache {
         assert_eq!(mode(entry) & 0o022, 0, "the rebuilt entry is private again");
 
         // Code from the cache answers exactly like freshly compiled code.
-        let grants = |plugin: &LoadedPlugin| reseller_host::capabilities::Grants {
-            plugin: plugin.name().clone(),
-            catalogue: std::sync::Arc::new(reseller_host::convert::snapshot(
-                &reseller_host::config::Config::embedded().expect("defaults"),
-                1,
-            )),
-            upstream: std::sync::Arc::new(
+        let policy = builtin_policy();
+        let grants = |plugin: &LoadedPlugin| {
+            reseller_host::capabilities::Grants::new(
+                plugin.name().clone(),
+                reseller_host::convert::snapshot(
+                    &reseller_host::config::Config::embedded().expect("defaults"),
+                    1,
+                ),
                 reseller_host::capabilities::upstream::UpstreamPolicy::not_configured(),
-            ),
+            )
+            .with_policy(policy.clone())
         };
         let query = reseller_host::bindings::pricing::Query {
             itemtype: "addition".to_owned(),
@@ -337,7 +458,7 @@ mod cache {
         };
         let cached = load(&dir);
         assert_eq!(cached.cache_outcome(), Some(&CacheOutcome::Hit));
-        let fresh = super::load(BUILTIN_PLUGIN).expect("loads");
+        let fresh = super::load(BUILTIN_PROTOCOL).expect("loads");
         let answer = |p: &LoadedPlugin| {
             p.export_prices(&grants(p), &query)
                 .0
@@ -367,7 +488,7 @@ mod swap {
             Source::Embedded,
         )
         .expect("charm config");
-        charm.plugin.path = Some(reseller_test_artifacts::CHARM_PATH.into());
+        charm.plugin.policy.path = Some(reseller_test_artifacts::CHARM_PATH.into());
         charm.plugin.cache = false;
         let reseller = Reseller::new(Runtime::new(), markup).expect("reseller");
         let query = Query {

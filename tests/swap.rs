@@ -25,16 +25,47 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The fixture catalogue with `plugin` (copied into `dir`) and a `[pricing]` table.
-fn write_config(dir: &Path, plugin: &str, pricing: &str, extra: &str) -> PathBuf {
+/// What serves: a whole plugin or a protocol (`plugin.path`), and the policy joined to a
+/// protocol (`plugin.policy.path`); `None` for the built-in ones.
+#[derive(Clone, Copy)]
+struct Logic<'a> {
+    plugin: Option<&'a str>,
+    policy: Option<&'a str>,
+}
+
+const BUILTIN_LOGIC: Logic<'static> = Logic {
+    plugin: Some(BUILTIN),
+    policy: None,
+};
+const CHARM_LOGIC: Logic<'static> = Logic {
+    plugin: None,
+    policy: Some(CHARM),
+};
+const HOSTILE_LOGIC: Logic<'static> = Logic {
+    plugin: Some(HOSTILE),
+    policy: None,
+};
+
+/// The fixture catalogue with `logic` (copied into `dir`), `extra` under `[plugin]` and a
+/// `[pricing]` table.
+fn write_config(dir: &Path, logic: Logic<'_>, pricing: &str, extra: &str) -> PathBuf {
     let catalogue = std::fs::read_to_string(fixture("catalogue.toml")).expect("fixture");
     let catalogue = &catalogue[..catalogue.find("[pricing]").expect("a pricing table")];
-    let name = Path::new(plugin).file_name().expect("file name");
-    std::fs::copy(plugin, dir.join(name)).expect("copy plugin");
-    let config = format!(
-        "{catalogue}\n[plugin]\npath = \"{}\"\ncache_dir = \"cache\"\n{extra}\n[api]\ntoken = \"{TOKEN}\"\n\n[pricing]\n{pricing}\n",
-        name.to_string_lossy()
-    );
+    let copy = |file: &str| {
+        let name = Path::new(file).file_name().expect("file name");
+        std::fs::copy(file, dir.join(name)).expect("copy the component");
+        name.to_string_lossy().into_owned()
+    };
+    let mut plugin = String::from("[plugin]\ncache_dir = \"cache\"\n");
+    if let Some(file) = logic.plugin {
+        plugin.push_str(&format!("path = \"{}\"\n", copy(file)));
+    }
+    plugin.push_str(extra);
+    if let Some(file) = logic.policy {
+        plugin.push_str(&format!("\n[plugin.policy]\npath = \"{}\"\n", copy(file)));
+    }
+    let config =
+        format!("{catalogue}\n{plugin}\n[api]\ntoken = \"{TOKEN}\"\n\n[pricing]\n{pricing}\n");
     let path = dir.join("reseller.toml");
     std::fs::write(&path, config).expect("write config");
     path
@@ -89,7 +120,7 @@ fn wait_for(server: &Server, want: &[(String, Vec<String>)]) {
 #[test]
 fn swapping_the_plugin_changes_prices_and_nothing_else() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), BUILTIN, MARKUP, "");
+    let config = write_config(dir.path(), BUILTIN_LOGIC, MARKUP, "");
     let server = Server::start(Some(&config));
     let markup = get(&server.url(PANEL)).body;
     let ids_and_costs = |v: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
@@ -109,8 +140,8 @@ fn swapping_the_plugin_changes_prices_and_nothing_else() {
     ]);
     assert_eq!(prices(&markup), markup_prices);
 
-    // Swap to the charm plugin through the CLI (the API underneath).
-    write_config(dir.path(), CHARM, CHARM_PRICING, "");
+    // Swap to the charm policy through the CLI (the API underneath).
+    write_config(dir.path(), CHARM_LOGIC, CHARM_PRICING, "");
     let out = reseller(&[
         "reload",
         "--config",
@@ -121,11 +152,12 @@ fn swapping_the_plugin_changes_prices_and_nothing_else() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert!(
-        report["plugin"]["name"]
+        report["policy"]["name"]
             .as_str()
             .is_some_and(|n| n.ends_with("reseller_charm.wasm")),
         "{report}"
     );
+    assert_eq!(report["plugin"]["name"], "builtin", "{report}");
     let charm = get(&server.url(PANEL)).body;
     assert_eq!(
         prices(&charm),
@@ -137,8 +169,8 @@ fn swapping_the_plugin_changes_prices_and_nothing_else() {
     );
     assert_eq!(shape(&charm), shape(&markup), "only the prices changed");
 
-    // A plugin that fails its check is refused; the charm plugin keeps serving.
-    write_config(dir.path(), HOSTILE, "mode = \"panic\"", "");
+    // A plugin that fails its check is refused; the charm policy keeps serving.
+    write_config(dir.path(), HOSTILE_LOGIC, "mode = \"panic\"", "");
     let out = reseller(&[
         "reload",
         "--config",
@@ -155,7 +187,7 @@ fn swapping_the_plugin_changes_prices_and_nothing_else() {
     assert_eq!(get(&server.url(PANEL)).body, charm);
 
     // SIGHUP reloads too.
-    write_config(dir.path(), BUILTIN, MARKUP, "");
+    write_config(dir.path(), BUILTIN_LOGIC, MARKUP, "");
     let hup = Command::new("kill")
         .args(["-HUP", &server.pid().to_string()])
         .status()
@@ -168,7 +200,7 @@ fn swapping_the_plugin_changes_prices_and_nothing_else() {
 #[test]
 fn the_api_wants_the_token() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), BUILTIN, MARKUP, "");
+    let config = write_config(dir.path(), BUILTIN_LOGIC, MARKUP, "");
     let server = Server::start(Some(&config));
     let client = reqwest::blocking::Client::new();
     let info = |token: Option<&str>| {
@@ -219,7 +251,7 @@ fn a_pinned_digest_must_match() {
     let wrong = "0".repeat(64);
     let config = write_config(
         dir.path(),
-        BUILTIN,
+        BUILTIN_LOGIC,
         MARKUP,
         &format!("sha256 = \"{wrong}\""),
     );
@@ -233,7 +265,7 @@ fn a_pinned_digest_must_match() {
 
     let config = write_config(
         dir.path(),
-        BUILTIN,
+        BUILTIN_LOGIC,
         MARKUP,
         &format!("sha256 = \"{}\"", digest.to_uppercase()),
     );
@@ -247,9 +279,10 @@ fn check_reports_each_hook_and_what_it_used() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = text(&out.stdout);
     for line in [
-        "world    billing:reseller@0.1.0 (compatible)",
-        "  billing:reseller/catalogue@0.1.0",
-        "  billing:reseller/pricing@0.1.0",
+        "world    billing:reseller@0.2.0 protocol, joined to the policy builtin-markup",
+        "  billing:reseller/catalogue@0.2.0",
+        "  billing:reseller/policy@0.2.0",
+        "  billing:reseller/pricing@0.2.0",
         "placed as service 1001",
         "5 modules priced upstream",
         "error: invalid itemtype `soft`",

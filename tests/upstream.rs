@@ -15,7 +15,7 @@ use reseller_host::capabilities::upstream::UpstreamPolicy;
 use reseller_host::capabilities::upstream::http::HttpUpstream;
 use reseller_host::config::{Secret, UpstreamConfig};
 use reseller_host::limits::Limits;
-use reseller_host::reseller::BUILTIN_PLUGIN;
+use reseller_host::reseller::BUILTIN_PROTOCOL;
 use reseller_host::runtime::{Fault, LoadedPlugin, Runtime};
 use upstream_sim::{Fault as SimFault, FaultSpec, Simulator, State};
 
@@ -47,6 +47,7 @@ fn grants(client: HttpUpstream, settings: &str) -> Grants {
             ],
             Arc::new(client),
         )),
+        policy: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn order(licence: &str, tariff: u64) -> Order {
             units: 120_000,
             currency: "EUR".to_owned(),
         },
+        fields: Vec::new(),
     }
 }
 
@@ -106,7 +108,7 @@ fn the_built_in_plugin_places_exactly_one_order_upstream() {
     let plugin = LoadedPlugin::load(
         &Runtime::new(),
         "builtin",
-        BUILTIN_PLUGIN,
+        BUILTIN_PROTOCOL,
         Limits::default(),
     )
     .expect("loads");
@@ -145,7 +147,7 @@ fn upstream_errors_reach_the_plugin_typed() {
     let plugin = LoadedPlugin::load(
         &Runtime::new(),
         "builtin",
-        BUILTIN_PLUGIN,
+        BUILTIN_PROTOCOL,
         Limits::default(),
     )
     .expect("loads");
@@ -180,7 +182,7 @@ fn a_refused_connection_is_not_sent_and_a_cut_one_is_in_doubt() {
     let plugin = LoadedPlugin::load(
         &Runtime::new(),
         "builtin",
-        BUILTIN_PLUGIN,
+        BUILTIN_PROTOCOL,
         Limits::default(),
     )
     .expect("loads");

@@ -128,7 +128,14 @@ async fn native_export(State(native): State<Arc<Native>>, RawQuery(query): RawQu
     let server = native.reseller.clone();
     let _turn = server.pricing_turn().await;
     let answer = tokio::task::spawn_blocking(move || {
-        Markup::export_prices(&native.offers, &native.settings, &q)
+        let day = crate::capabilities::calendar::today();
+        let today = model::Date {
+            year: u16::try_from(day.year()).unwrap_or(u16::MAX),
+            month: u8::from(day.month()),
+            day: day.day(),
+        };
+        let prices = Markup::prices(&native.offers, &native.settings, today)?;
+        reseller_plugin::price_list(&native.offers, &prices, &q)
     })
     .await;
     match answer {

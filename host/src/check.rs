@@ -1,6 +1,7 @@
-//! `reseller check`: what a partner runs before deploying a plugin. Loads the file as the
-//! server would, lists what it imports and exports, runs sample price exports and order hooks
-//! in the sandbox against a canned upstream, and reports what each call used.
+//! `reseller check`: what a partner runs before deploying a plugin or a pricing policy. Loads
+//! the file as the server would, lists what it imports and exports, runs sample calls in the
+//! sandbox (price exports and order hooks against a canned upstream, or a policy's prices of the
+//! catalogue), and reports what each call used.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -11,11 +12,23 @@ use quick_xml::events::BytesText;
 
 use crate::bindings::upstream::{CallError, Response};
 use crate::bindings::{orders, pricing, types};
-use crate::capabilities::Grants;
+use crate::capabilities::policy::PolicyLink;
 use crate::capabilities::upstream::{UpstreamClient, UpstreamPolicy};
-use crate::config::{Config, DEFAULT_FUNCTIONS};
-use crate::convert::{order_error_message, pricing_message, snapshot};
-use crate::runtime::{Called, LoadError, LoadedPlugin, Runtime, Usage};
+use crate::capabilities::{Grants, Role, calendar};
+use crate::config::{Config, ConfigError, DEFAULT_FUNCTIONS};
+use crate::convert::{order_error_message, pricing_message, snapshot, wit_date};
+use crate::runtime::{Called, Harness, LoadError, LoadedPlugin, LoadedPolicy, Runtime, Usage};
+
+/// Why a file could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// It does not load.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The policy to join to a protocol does not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
 
 /// One sample call and how it went.
 pub struct Sample {
@@ -37,6 +50,8 @@ pub struct Report {
     pub size: usize,
     /// Its SHA-256.
     pub sha256: String,
+    /// What it is, against which contract.
+    pub world: String,
     /// What it imports.
     pub imports: Vec<String>,
     /// What it exports.
@@ -78,7 +93,7 @@ fn upstream_pricelist(config: &Config) -> Vec<u8> {
     let _ = w.create_element("doc").write_inner_content(|w| {
         for module in &config.catalogue.modules {
             let currency = config.currency_of(module).as_str();
-            let cost = module.cost.month.to_string();
+            let cost = module.cost.month().to_string();
             w.create_element("pricelist").write_inner_content(|w| {
                 w.create_element("id")
                     .write_text_content(BytesText::new(&config.tariff_id(module).to_string()))?;
@@ -102,14 +117,92 @@ fn upstream_pricelist(config: &Config) -> Vec<u8> {
     w.into_inner()
 }
 
-/// Loads `bytes` as the server would with `config`'s limits, and runs the samples.
+/// Loads `bytes` as the server would with `config`'s limits, and runs the samples: a plugin's
+/// hooks (a protocol joined to `config`'s policy), or a policy's prices.
 pub fn check(
     runtime: &Runtime,
     name: &str,
     bytes: &[u8],
     config: &Config,
-) -> Result<Report, LoadError> {
+) -> Result<Report, CheckError> {
+    match crate::runtime::inspect(bytes, &config.plugin.limits)?.role {
+        Role::Policy => {
+            let policy =
+                LoadedPolicy::load(runtime, name, bytes, config.plugin.policy.limits.clone())?;
+            Ok(check_policy(&policy, bytes.len(), config))
+        }
+        Role::Plugin | Role::Protocol => check_plugin(runtime, name, bytes, config),
+    }
+}
+
+/// A policy's prices of the catalogue with the settings, and with settings it must refuse.
+fn check_policy(policy: &LoadedPolicy, size: usize, config: &Config) -> Report {
+    let snapshot = snapshot(config, 1);
+    let today = wit_date(calendar::today());
+    let priced = |prices: &Vec<crate::bindings::policy::OfferPrices>| {
+        let periods: usize = prices.iter().map(|p| p.prices.len()).sum();
+        format!("{} modules, {periods} prices", prices.len())
+    };
+    let samples = vec![
+        sample(
+            "price: the catalogue",
+            policy.price(&snapshot.offers, &snapshot.settings, today),
+            priced,
+            pricing_message,
+        ),
+        sample(
+            "price: one module",
+            policy.price(
+                &snapshot.offers[..snapshot.offers.len().min(1)],
+                &snapshot.settings,
+                today,
+            ),
+            priced,
+            pricing_message,
+        ),
+        sample(
+            "price: settings that are not a table",
+            policy.price(&snapshot.offers, "[]", today),
+            priced,
+            pricing_message,
+        ),
+    ];
+    report(policy, size, "pricing policy", samples)
+}
+
+fn report(harness: &Harness, size: usize, what: &str, samples: Vec<Sample>) -> Report {
+    Report {
+        name: harness.name().to_string(),
+        size,
+        sha256: harness.sha256().to_owned(),
+        world: format!(
+            "billing:reseller@{} {what} ({} core instances)",
+            harness.contract_version(),
+            harness.core_instances()
+        ),
+        imports: harness.imports().to_vec(),
+        exports: harness.exports().to_vec(),
+        samples,
+    }
+}
+
+fn check_plugin(
+    runtime: &Runtime,
+    name: &str,
+    bytes: &[u8],
+    config: &Config,
+) -> Result<Report, CheckError> {
     let plugin = LoadedPlugin::load(runtime, name, bytes, config.plugin.limits.clone())?;
+    let policy = match plugin.role() {
+        Role::Protocol => Some(Arc::new(PolicyLink::new(Arc::new(
+            crate::reseller::load_policy(runtime, config)?,
+        )))),
+        _ => None,
+    };
+    let what = match &policy {
+        Some(link) => format!("protocol, joined to the policy {}", link.policy().name()),
+        None => "whole plugin".to_owned(),
+    };
     let snapshot = snapshot(config, 1);
     let first_id = snapshot.offers.first().map_or(1, |o| o.tariff_id);
     let client = Arc::new(CannedUpstream {
@@ -122,6 +215,7 @@ pub fn check(
             DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()),
             client,
         )),
+        policy,
     };
     let query = |itemtype: &str, only_available, pricelist, format| pricing::Query {
         itemtype: itemtype.to_owned(),
@@ -178,6 +272,7 @@ pub fn check(
             units: 10_000,
             currency: "EUR".to_owned(),
         },
+        fields: Vec::new(),
     };
     samples.extend([
         sample(
@@ -195,7 +290,7 @@ pub fn check(
         sample(
             "renew",
             plugin.renew(&grants, "1001", 1),
-            done,
+            |_| "renewed".to_owned(),
             order_error_message,
         ),
         sample(
@@ -211,14 +306,7 @@ pub fn check(
             order_error_message,
         ),
     ]);
-    Ok(Report {
-        name: name.to_owned(),
-        size: bytes.len(),
-        sha256: plugin.sha256().to_owned(),
-        imports: plugin.imports().to_vec(),
-        exports: plugin.exports().to_vec(),
-        samples,
-    })
+    Ok(report(&plugin, bytes.len(), &what, samples))
 }
 
 /// One sample call, described: its answer, its business error, or its fault.
@@ -246,7 +334,7 @@ impl fmt::Display for Report {
         writeln!(f, "plugin   {}", self.name)?;
         writeln!(f, "size     {} bytes", self.size)?;
         writeln!(f, "sha256   {}", self.sha256)?;
-        writeln!(f, "world    {} (compatible)", crate::bindings::PACKAGE)?;
+        writeln!(f, "world    {}", self.world)?;
         writeln!(f, "imports")?;
         for i in &self.imports {
             writeln!(f, "  {i}")?;

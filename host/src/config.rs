@@ -4,7 +4,7 @@
 //! floats. The `[pricing]` table belongs to the plugin: the host passes it on as JSON and the
 //! plugin checks it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::limits::Limits;
-use crate::money::{Amount, Currency, Money, Months, UpstreamCost};
+use crate::money::{Amount, Currency, Months};
 
 /// The embedded default configuration.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
@@ -149,6 +149,9 @@ pub struct PluginConfig {
     pub cache_dir: Option<PathBuf>,
     /// Bounds on every call into the plugin.
     pub limits: Limits,
+    /// The pricing policy joined to a protocol component (the built-in one's, when
+    /// `plugin.path` is absent). A whole plugin prices itself and takes none.
+    pub policy: PolicyConfig,
 }
 
 impl Default for PluginConfig {
@@ -160,6 +163,29 @@ impl Default for PluginConfig {
             cache: true,
             cache_dir: None,
             limits: Limits::default(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// `[plugin.policy]`: a pricing policy component.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// A component of the `pricing-policy` world; without it the built-in markup policy.
+    pub path: Option<PathBuf>,
+    /// The SHA-256 the file must have (hex); a mismatch refuses to load it.
+    pub sha256: Option<String>,
+    /// Bounds on every call into the policy.
+    pub limits: Limits,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            path: None,
+            sha256: None,
+            limits: Limits::for_policy(),
         }
     }
 }
@@ -337,9 +363,36 @@ pub struct CatalogueConfig {
     pub region: Region,
     /// Currency of upstream costs, unless a module says otherwise.
     pub currency: Currency,
+    /// Exchange rates for upstream prices in other currencies: `RUB = "0.0105"` says one
+    /// rouble is 0.0105 of the catalogue's currency. Without a rate, a module upstream prices
+    /// only in another currency keeps its configured costs and the refresh says why.
+    #[serde(default)]
+    pub rates: BTreeMap<Currency, Rate>,
     /// The modules, in the order the price list shows them.
     #[serde(default)]
     pub modules: Vec<Module>,
+}
+
+/// An exchange rate: a positive decimal with at most ten decimals, never a float.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate(pub rust_decimal::Decimal);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(d)
+            .map_err(|_| D::Error::custom("write a rate as a decimal string, e.g. \"0.0105\""))?;
+        let rate: rust_decimal::Decimal = text
+            .trim()
+            .parse()
+            .map_err(|_| D::Error::custom(format!("`{text}` is not a decimal number")))?;
+        if rate <= rust_decimal::Decimal::ZERO || rate.normalize().scale() > 10 {
+            return Err(D::Error::custom(format!(
+                "{text}: a rate is positive, with at most ten decimals"
+            )));
+        }
+        Ok(Rate(rate))
+    }
 }
 
 /// `[[catalogue.modules]]`
@@ -367,34 +420,89 @@ fn yes() -> bool {
     true
 }
 
-/// Tariff IDs per region.
-#[derive(Clone, Copy, Debug, Deserialize)]
+/// Tariff IDs per region; the configured region's is required, the other one lets a Buy with
+/// the other region's ID find the module.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Tariff {
     /// For accounts in Russia.
-    pub ru: u64,
+    pub ru: Option<u64>,
     /// For other accounts.
-    pub eu: u64,
+    pub eu: Option<u64>,
 }
 
 impl Tariff {
     /// The ID in `region`.
-    pub fn in_region(self, region: Region) -> u64 {
+    pub fn in_region(self, region: Region) -> Option<u64> {
         match region {
             Region::Ru => self.ru,
             Region::Eu => self.eu,
         }
     }
+
+    /// Whether `id` is this module's ID in either region.
+    pub fn is(self, id: u64) -> bool {
+        self.ru == Some(id) || self.eu == Some(id)
+    }
 }
 
-/// Upstream cost per period.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Costs {
-    /// One month; mandatory.
-    pub month: Amount,
-    /// Twelve months.
-    pub year: Option<Amount>,
+/// Upstream cost per period: `month` (mandatory), `year`, or a number of months as the key
+/// (`cost = { month = "9.90", 6 = "54.00", year = "99.00" }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Costs(BTreeMap<Months, Amount>);
+
+impl Costs {
+    /// The costs of `month` (and more periods).
+    pub fn new(month: Amount, more: impl IntoIterator<Item = (Months, Amount)>) -> Costs {
+        let mut periods: BTreeMap<Months, Amount> = more.into_iter().collect();
+        periods.insert(Months::MONTH, month);
+        Costs(periods)
+    }
+
+    /// One month's cost.
+    pub fn month(&self) -> Amount {
+        self.0.get(&Months::MONTH).copied().unwrap_or_default()
+    }
+
+    /// The cost of `months`, when given.
+    pub fn get(&self, months: Months) -> Option<Amount> {
+        self.0.get(&months).copied()
+    }
+
+    /// Every period and its cost, shortest first.
+    pub fn iter(&self) -> impl Iterator<Item = (Months, Amount)> + '_ {
+        self.0.iter().map(|(m, a)| (*m, *a))
+    }
+}
+
+impl<'de> Deserialize<'de> for Costs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = BTreeMap::<String, Amount>::deserialize(d)?;
+        let mut periods = BTreeMap::new();
+        for (key, amount) in raw {
+            let months = match key.as_str() {
+                "month" => Months::MONTH,
+                "year" => Months::YEAR,
+                n => n.parse::<Months>().map_err(|_| {
+                    D::Error::custom(format!(
+                        "`{key}` is not a period: write month, year or a number of months"
+                    ))
+                })?,
+            };
+            if periods.insert(months, amount).is_some() {
+                return Err(D::Error::custom(format!(
+                    "the cost of {months} months is given twice"
+                )));
+            }
+        }
+        if !periods.contains_key(&Months::MONTH) {
+            return Err(D::Error::custom(
+                "the cost of one month (month = \"…\") is mandatory: the panel shows it",
+            ));
+        }
+        Ok(Costs(periods))
+    }
 }
 
 impl Config {
@@ -444,13 +552,26 @@ impl Config {
         let err = |key: &str, message: &dyn fmt::Display| {
             Err(ConfigError::new(&self.source, key, message))
         };
-        if let Err(bad) = self.plugin.limits.validate() {
-            return err(&format!("plugin.limits.{}", bad.key), &bad.message);
-        }
-        if let Some(pin) = &self.plugin.sha256
-            && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return err("plugin.sha256", &"expected 64 hexadecimal digits");
+        let pins = [
+            ("plugin", &self.plugin.limits, &self.plugin.sha256),
+            (
+                "plugin.policy",
+                &self.plugin.policy.limits,
+                &self.plugin.policy.sha256,
+            ),
+        ];
+        for (table, limits, pin) in pins {
+            if let Err(bad) = limits.validate() {
+                return err(&format!("{table}.limits.{}", bad.key), &bad.message);
+            }
+            if let Some(pin) = pin
+                && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return err(
+                    &format!("{table}.sha256"),
+                    &"expected 64 hexadecimal digits",
+                );
+            }
         }
         let upstream = &self.upstream;
         if let Some(url) = &upstream.url {
@@ -486,9 +607,18 @@ impl Config {
             if !intnames.insert(m.intname.as_str()) {
                 return err(&key("intname"), &format!("`{}` is listed twice", m.intname));
             }
-            if !tariffs.insert(self.tariff_id(m)) {
-                let msg = format!("tariff {} is listed twice", self.tariff_id(m));
-                return err(&key("tariff"), &msg);
+            let Some(tariff) = m.tariff.in_region(self.catalogue.region) else {
+                let region = match self.catalogue.region {
+                    Region::Ru => "ru",
+                    Region::Eu => "eu",
+                };
+                return err(
+                    &key("tariff"),
+                    &format!("the tariff ID of the catalogue's region (`{region}`) is missing"),
+                );
+            };
+            if !tariffs.insert(tariff) {
+                return err(&key("tariff"), &format!("tariff {tariff} is listed twice"));
             }
         }
         Ok(())
@@ -561,47 +691,13 @@ impl Config {
         self.source.resolve(&self.orders.database)
     }
 
-    /// This configuration with each module's costs replaced by upstream's, where upstream
-    /// prices the module's tariff for one month (and, for the year, twelve months, in the same
-    /// currency); modules upstream does not price keep theirs. Also returns how many modules
-    /// changed.
-    pub fn with_upstream_costs(&self, costs: &[UpstreamCost]) -> (Config, usize) {
-        let mut config = self.clone();
-        let mut changed = 0;
-        let region = config.catalogue.region;
-        let catalogue_currency = config.catalogue.currency.clone();
-        for module in &mut config.catalogue.modules {
-            let tariff = module.tariff.in_region(region);
-            let find = |months: Months| {
-                costs
-                    .iter()
-                    .find(|c| c.tariff_id == tariff && c.period == months)
-            };
-            let Some(month) = find(Months::MONTH) else {
-                continue;
-            };
-            let year = find(Months::YEAR).filter(|y| y.cost.currency == month.cost.currency);
-            let currency =
-                (month.cost.currency != catalogue_currency).then(|| month.cost.currency.clone());
-            let cost = Costs {
-                month: month.cost.amount,
-                year: year.map(|y| y.cost.amount),
-            };
-            if cost.month != module.cost.month
-                || cost.year != module.cost.year
-                || currency != module.currency
-            {
-                changed += 1;
-            }
-            module.cost = cost;
-            module.currency = currency;
-        }
-        (config, changed)
-    }
-
-    /// A module's tariff ID in the configured region.
+    /// A module's tariff ID in the configured region (checked present when the configuration
+    /// was read).
     pub fn tariff_id(&self, module: &Module) -> u64 {
-        module.tariff.in_region(self.catalogue.region)
+        module
+            .tariff
+            .in_region(self.catalogue.region)
+            .unwrap_or_default()
     }
 
     /// The module whose tariff ID in the configured region is `tariff_id`.
@@ -612,14 +708,20 @@ impl Config {
             .find(|m| self.tariff_id(m) == tariff_id)
     }
 
+    /// The module `tariff_id` names in either region: a panel may send the other region's ID
+    /// of the same module.
+    pub fn module_in_any_region(&self, tariff_id: u64) -> Option<&Module> {
+        self.module(tariff_id).or_else(|| {
+            self.catalogue
+                .modules
+                .iter()
+                .find(|m| m.tariff.is(tariff_id))
+        })
+    }
+
     /// The currency of a module's costs.
     pub fn currency_of<'a>(&'a self, module: &'a Module) -> &'a Currency {
         module.currency.as_ref().unwrap_or(&self.catalogue.currency)
-    }
-
-    /// A module's upstream cost for one month, in its currency.
-    pub fn monthly_cost(&self, module: &Module) -> Money {
-        Money::new(module.cost.month, self.currency_of(module).clone())
     }
 
     /// The `[pricing]` table as the JSON the plugin receives.
@@ -716,43 +818,6 @@ mod tests {
     }
 
     #[test]
-    fn upstream_costs_replace_the_configured_ones() {
-        let c = parse(&format!(
-            "{MODULE}\n[[catalogue.modules]]\nintname = \"b\"\nadditionintname = \"B\"\nname = \"B\"\ntariff = {{ ru = 3, eu = 4 }}\ncost = {{ month = \"1\" }}\n"
-        ))
-        .expect("config");
-        let cost = |tariff_id, months, units, currency: &str| UpstreamCost {
-            tariff_id,
-            period: Months::new(months).expect("months"),
-            cost: Money::from_units(units, currency).expect("money"),
-        };
-        let amount = |units| Amount::from_units(units).expect("amount");
-        let (same, changed) = c.with_upstream_costs(&[]);
-        assert_eq!(changed, 0);
-        assert_eq!(same.catalogue.modules[0].cost.month, amount(105_000));
-        let (new, changed) = c.with_upstream_costs(&[
-            cost(1, 1, 120_000, "RUB"),
-            cost(1, 12, 1_200_000, "RUB"),
-            // Another region's tariff of module b: not this catalogue's.
-            cost(4, 1, 5, "RUB"),
-            // A year without a month changes nothing.
-            cost(3, 12, 7, "RUB"),
-        ]);
-        assert_eq!(changed, 1);
-        assert_eq!(new.catalogue.modules[0].cost.month, amount(120_000));
-        assert_eq!(new.catalogue.modules[0].cost.year, Some(amount(1_200_000)));
-        assert_eq!(new.catalogue.modules[0].currency, None);
-        assert_eq!(new.catalogue.modules[1].cost.month, amount(10_000));
-        // Another currency is the module's own; a year in a third currency is dropped.
-        let (new, _) = c.with_upstream_costs(&[cost(3, 1, 9, "EUR"), cost(3, 12, 99, "USD")]);
-        assert_eq!(
-            new.catalogue.modules[1].currency,
-            Some(Currency::new("EUR").expect("currency"))
-        );
-        assert_eq!(new.catalogue.modules[1].cost.year, None);
-    }
-
-    #[test]
     fn secrets_are_never_printed() {
         let c = parse(&format!(
             "{MODULE}\n[upstream]\nurl = \"https://x/billmgr\"\nuser = \"u\"\npassword = \"hunter2-secret\"\n[api]\ntoken = \"token-token-token-1\""
@@ -771,7 +836,7 @@ mod tests {
     #[test]
     fn amounts_are_exact() {
         let c = parse(MODULE).expect("config");
-        assert_eq!(c.catalogue.modules[0].cost.month.units(), 105_000);
+        assert_eq!(c.catalogue.modules[0].cost.month().units(), 105_000);
         assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 1);
         assert!(c.catalogue.modules[0].orderable);
     }

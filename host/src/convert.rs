@@ -6,7 +6,8 @@
 //! read where upstream calls are journaled ([`crate::orders::journal`]).
 
 use crate::billmgr::BillmgrError;
-use crate::bindings::{catalogue, orders as hooks, pricing, types};
+use crate::bindings::{catalogue, orders as hooks, policy, policy_export, pricing, types};
+use crate::catalogue::{UpstreamPrices, UpstreamTariff};
 use crate::config::Config;
 use crate::money::{Money, MoneyError, Months, UpstreamCost};
 
@@ -18,15 +19,17 @@ pub fn snapshot(config: &Config, version: u64) -> catalogue::Snapshot {
         .iter()
         .map(|m| {
             let currency = config.currency_of(m).to_string();
-            let cost = |months: Months, amount: crate::money::Amount| types::PeriodCost {
-                months: months.get(),
-                cost: types::Money {
-                    units: amount.units(),
-                    currency: currency.clone(),
-                },
-            };
-            let mut upstream_costs = vec![cost(Months::MONTH, m.cost.month)];
-            upstream_costs.extend(m.cost.year.map(|year| cost(Months::YEAR, year)));
+            let upstream_costs = m
+                .cost
+                .iter()
+                .map(|(months, amount)| types::PeriodCost {
+                    months: months.get(),
+                    cost: types::Money {
+                        units: amount.units(),
+                        currency: currency.clone(),
+                    },
+                })
+                .collect();
             types::Offer {
                 tariff_id: config.tariff_id(m),
                 intname: m.intname.clone(),
@@ -61,9 +64,10 @@ pub fn months(months: types::Months) -> Result<Months, MoneyError> {
     Months::new(i64::from(months))
 }
 
-/// The costs of the `upstream-costs` hook, one per module and period, checked.
-pub fn upstream_costs(offers: &[hooks::UpstreamOffer]) -> Result<Vec<UpstreamCost>, MoneyError> {
-    offers
+/// The `upstream-costs` hook's answer, checked: every tariff, and its costs per period and
+/// currency.
+pub fn upstream_prices(offers: &[hooks::UpstreamOffer]) -> Result<UpstreamPrices, MoneyError> {
+    let costs = offers
         .iter()
         .flat_map(|offer| {
             offer.costs.iter().map(|pc| {
@@ -74,7 +78,18 @@ pub fn upstream_costs(offers: &[hooks::UpstreamOffer]) -> Result<Vec<UpstreamCos
                 })
             })
         })
-        .collect()
+        .collect::<Result<_, MoneyError>>()?;
+    let tariffs = offers
+        .iter()
+        .map(|o| UpstreamTariff {
+            tariff_id: o.tariff_id,
+            intname: o.intname.clone(),
+            additionintname: o.additionintname.clone(),
+            name: o.name.clone(),
+            trial: o.trial,
+        })
+        .collect();
+    Ok(UpstreamPrices { tariffs, costs })
 }
 
 /// A one-line description of a pricing error, for logs and messages.
@@ -145,4 +160,96 @@ pub fn is_refusal(e: &types::OrderError) -> bool {
             | types::OrderError::InsufficientBalance(_)
             | types::OrderError::Upstream(_)
     )
+}
+
+/// A day as the contract has it.
+pub fn wit_date(d: time::Date) -> types::Date {
+    types::Date {
+        year: u16::try_from(d.year()).unwrap_or(0),
+        month: u8::from(d.month()),
+        day: d.day(),
+    }
+}
+
+/// A day of the contract, if it is one.
+pub fn date(d: &types::Date) -> Option<time::Date> {
+    let month = time::Month::try_from(d.month).ok()?;
+    time::Date::from_calendar_date(i32::from(d.year), month, d.day).ok()
+}
+
+/// A policy's answer, as the protocol's import gives it.
+pub fn offer_prices(p: policy_export::OfferPrices) -> policy::OfferPrices {
+    policy::OfferPrices {
+        tariff_id: p.tariff_id,
+        prices: p
+            .prices
+            .into_iter()
+            .map(|p| policy::PeriodPrice {
+                months: p.months,
+                price: p.price,
+            })
+            .collect(),
+    }
+}
+
+/// The conversions between the current contract's records and those of 0.1.0, for plugins
+/// built against it: what 0.2 added is dropped on the way in and absent on the way out.
+pub mod v0_1 {
+    use crate::bindings::v0_1::{orders as old, pricing as old_pricing};
+    use crate::bindings::{orders, pricing};
+
+    /// A price export query.
+    pub fn query(q: &pricing::Query) -> old_pricing::Query {
+        old_pricing::Query {
+            itemtype: q.itemtype.clone(),
+            only_available: q.only_available,
+            pricelist: q.pricelist,
+            format: match q.format {
+                pricing::Format::Xml => old_pricing::Format::Xml,
+                pricing::Format::Json => old_pricing::Format::Json,
+            },
+            lang: q.lang.clone(),
+        }
+    }
+
+    /// A rendered answer.
+    pub fn document(d: old_pricing::Document) -> pricing::Document {
+        pricing::Document {
+            content_type: d.content_type,
+            body: d.body,
+        }
+    }
+
+    /// An order to place (0.1 has no order fields).
+    pub fn order(o: &orders::Order) -> old::Order {
+        old::Order {
+            id: o.id.clone(),
+            licence_id: o.licence_id.clone(),
+            licence_ip: o.licence_ip.clone(),
+            tariff_id: o.tariff_id,
+            period: o.period,
+            autoprolong: o.autoprolong,
+            price: o.price.clone(),
+        }
+    }
+
+    /// A placed order (0.1 says nothing of expiry).
+    pub fn placed(p: old::Placed) -> orders::Placed {
+        orders::Placed {
+            service_id: p.service_id,
+            expires: None,
+        }
+    }
+
+    /// Upstream's prices of a module (0.1 has no names and no trials).
+    pub fn upstream_offer(o: old::UpstreamOffer) -> orders::UpstreamOffer {
+        orders::UpstreamOffer {
+            tariff_id: o.tariff_id,
+            intname: String::new(),
+            additionintname: String::new(),
+            name: String::new(),
+            costs: o.costs,
+            trial: false,
+        }
+    }
 }

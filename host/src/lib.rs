@@ -19,6 +19,7 @@ pub mod bench;
 pub mod billmgr;
 pub mod bindings;
 pub mod capabilities;
+pub mod catalogue;
 pub mod check;
 pub mod config;
 pub mod convert;

@@ -36,6 +36,13 @@ pub struct Limits {
     pub upstream_time_ms: u64,
     /// Calls of the plugin that may run at once; more wait their turn.
     pub concurrent_calls: u32,
+    /// Core module instances the component may create (a Rust plugin makes a few; a Python one
+    /// about fifteen).
+    pub instances: u32,
+    /// Linear memories the component may have.
+    pub memories: u32,
+    /// Tables the component may have.
+    pub tables: u32,
 }
 
 impl Default for Limits {
@@ -51,18 +58,15 @@ impl Default for Limits {
             upstream_calls: 4,
             upstream_time_ms: 60_000,
             concurrent_calls: 32,
+            instances: 32,
+            memories: 2,
+            tables: 8,
         }
     }
 }
 
-/// Core instances one plugin component may create (its module and the shims around it).
-pub const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-/// Linear memories one plugin component may have.
-pub const MEMORIES_PER_COMPONENT: u32 = 2;
-/// Tables one plugin component may have.
-pub const TABLES_PER_COMPONENT: u32 = 8;
 /// Elements a plugin's table may grow to.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// The default instruction budget: 50 million, a few milliseconds of CPU. The built-in plugin
 /// prices the 5-module default catalogue in 0.12 million and 50 modules in 1.03 million, so a
@@ -110,6 +114,15 @@ impl Limits {
         if self.answer_bytes < 1024 {
             return bad("answer_bytes", "must be at least 1024");
         }
+        if !(1..=1024).contains(&self.instances) {
+            return bad("instances", "must be between 1 and 1024");
+        }
+        if !(1..=16).contains(&self.memories) {
+            return bad("memories", "must be between 1 and 16");
+        }
+        if !(1..=64).contains(&self.tables) {
+            return bad("tables", "must be between 1 and 64");
+        }
         Ok(())
     }
 }
@@ -122,6 +135,17 @@ pub struct BadLimit {
     pub key: &'static str,
     /// What is wrong.
     pub message: &'static str,
+}
+
+impl Limits {
+    /// The defaults for a pricing policy: an interpreter (Python, JavaScript) starts with 10 to
+    /// 15 MiB of memory and needs room to work.
+    pub fn for_policy() -> Limits {
+        Limits {
+            memory_bytes: 64 << 20,
+            ..Limits::default()
+        }
+    }
 }
 
 /// Which limit a guest hit.
@@ -281,15 +305,15 @@ impl ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        CORE_INSTANCES_PER_COMPONENT as usize
+        usize::try_from(self.limits.instances).unwrap_or(usize::MAX)
     }
 
     fn tables(&self) -> usize {
-        TABLES_PER_COMPONENT as usize
+        usize::try_from(self.limits.tables).unwrap_or(usize::MAX)
     }
 
     fn memories(&self) -> usize {
-        MEMORIES_PER_COMPONENT as usize
+        usize::try_from(self.limits.memories).unwrap_or(usize::MAX)
     }
 }
 

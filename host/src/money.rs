@@ -298,29 +298,32 @@ pub enum CostsError {
     /// A tariff ID beyond what the databases store.
     #[error("tariff ID {0} is too large")]
     TariffTooLarge(u64),
-    /// One (tariff, period) listed twice.
-    #[error("tariff {tariff_id} for {period} months is listed twice")]
+    /// One (tariff, period, currency) listed twice.
+    #[error("tariff {tariff_id} for {period} months in {currency} is listed twice")]
     Twice {
         /// The tariff.
         tariff_id: u64,
         /// The period.
         period: Months,
+        /// The currency.
+        currency: Currency,
     },
 }
 
 impl UpstreamCost {
-    /// Checks a whole list: tariff IDs that fit a database integer, and no (tariff, period)
-    /// twice.
+    /// Checks a whole list: tariff IDs that fit a database integer, and no (tariff, period,
+    /// currency) twice.
     pub fn validate_all(costs: &[UpstreamCost]) -> Result<(), CostsError> {
         let mut seen = std::collections::HashSet::with_capacity(costs.len());
         for cost in costs {
             if i64::try_from(cost.tariff_id).is_err() {
                 return Err(CostsError::TariffTooLarge(cost.tariff_id));
             }
-            if !seen.insert((cost.tariff_id, cost.period)) {
+            if !seen.insert((cost.tariff_id, cost.period, &cost.cost.currency)) {
                 return Err(CostsError::Twice {
                     tariff_id: cost.tariff_id,
                     period: cost.period,
+                    currency: cost.cost.currency.clone(),
                 });
             }
         }

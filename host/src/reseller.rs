@@ -14,16 +14,19 @@ use arc_swap::ArcSwap;
 
 use crate::bindings::catalogue::Snapshot;
 use crate::bindings::{pricing, types};
-use crate::capabilities::Grants;
+use crate::capabilities::policy::PolicyLink;
 use crate::capabilities::upstream::http::HttpUpstream;
 use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
+use crate::capabilities::{Grants, Role, calendar};
+use crate::catalogue::{self, Applied, UpstreamPrices};
 use crate::config::{Config, ConfigError, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
-use crate::money::UpstreamCost;
-use crate::runtime::{Fault, LoadedPlugin, Runtime, plugin_sha256};
+use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
 
-/// The plugin built into the host, used when the configuration names none.
-pub const BUILTIN_PLUGIN: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
+/// The protocol built into the host, used when the configuration names no plugin.
+pub const BUILTIN_PROTOCOL: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
+/// The pricing policy built into the host (markup), used when the configuration names none.
+pub const BUILTIN_POLICY: &[u8] = include_bytes!(env!("RESELLER_MARKUP_WASM"));
 
 /// Why a price export has no document.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,8 @@ pub enum ExportError {
     Fault(#[from] Fault),
 }
 
-/// A configuration in force: its plugin and what the plugin is granted.
+/// A configuration in force: its plugin (with the pricing policy joined to it, when it is a
+/// protocol) and what the plugin is granted.
 pub struct Active {
     config: Config,
     plugin: LoadedPlugin,
@@ -52,12 +56,14 @@ struct AnswerKey {
     pricelist: Option<u64>,
     json: bool,
     lang: Option<String>,
+    today: time::Date,
 }
 
 /// Price lists already rendered by the plugin in force.
 ///
-/// Sound because a plugin's price export is a function of the catalogue, the settings and the
-/// query alone: it has no clock, no randomness, no upstream and no state that outlives a call.
+/// Sound because a plugin's price export is a function of the catalogue, the settings, the
+/// day and the query alone: it has no clock finer than the day, no randomness, no upstream and
+/// no state that outlives a call.
 /// Bounded twice: only queries for the whole list or a module of the catalogue are kept, and
 /// at most `capacity` of them (once full, new answers are computed but not kept).
 struct AnswerCache {
@@ -84,6 +90,7 @@ impl AnswerCache {
             pricelist: q.pricelist,
             json: matches!(q.format, pricing::Format::Json),
             lang: q.lang.clone(),
+            today: calendar::today(),
         })
     }
 
@@ -105,6 +112,22 @@ impl Active {
     /// export, so that a bad setting is refused before it serves.
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
+        let policy = match plugin.role() {
+            Role::Protocol => Some(Arc::new(PolicyLink::new(Arc::new(load_policy(
+                runtime, &config,
+            )?)))),
+            _ if config.plugin.policy.path.is_some() => {
+                return Err(ConfigError::new(
+                    &config.source,
+                    "plugin.policy.path",
+                    format!(
+                        "{} is a whole plugin: it prices by itself and takes no policy",
+                        plugin.name()
+                    ),
+                ));
+            }
+            _ => None,
+        };
         let client = upstream_client(&config)?;
         let snapshot = snapshot(&config, catalogue_version(&config));
         let grants = Grants {
@@ -114,6 +137,7 @@ impl Active {
                 config.upstream.functions.clone(),
                 client,
             )),
+            policy,
         };
         let answers = AnswerCache::new(config.server.answer_cache, &grants.catalogue);
         let active = Active {
@@ -160,6 +184,11 @@ impl Active {
         &self.plugin
     }
 
+    /// The pricing policy joined to the plugin, when it is a protocol.
+    pub fn policy(&self) -> Option<&Arc<LoadedPolicy>> {
+        self.grants.policy.as_ref().map(|link| link.policy())
+    }
+
     /// What the plugin is granted.
     pub fn grants(&self) -> &Grants {
         &self.grants
@@ -197,27 +226,30 @@ pub struct Reseller {
     active: ArcSwap<Active>,
     reloading: Mutex<()>,
     pricing: tokio::sync::Semaphore,
-    /// The configuration as read, before upstream costs are applied.
+    /// The configuration as read, before upstream's prices are applied.
     base: Mutex<Config>,
-    /// The upstream costs last fetched, applied over every configuration loaded.
-    upstream_costs: Mutex<Vec<UpstreamCost>>,
+    /// Upstream's prices last fetched, applied over every configuration loaded.
+    upstream: Mutex<UpstreamPrices>,
 }
 
 impl Reseller {
     /// Loads and checks `config`.
     pub fn new(runtime: Runtime, config: Config) -> Result<Reseller, ConfigError> {
-        Reseller::with_upstream_costs(runtime, config, Vec::new())
+        Reseller::with_upstream(runtime, config, UpstreamPrices::default())
     }
 
-    /// Loads and checks `config` with the catalogue's costs replaced by `costs` (fetched from
-    /// upstream earlier), which later reloads keep applying.
-    pub fn with_upstream_costs(
+    /// Loads and checks `config` with upstream's prices (fetched earlier) applied to the
+    /// catalogue, as later reloads keep doing.
+    pub fn with_upstream(
         runtime: Runtime,
         config: Config,
-        costs: Vec<UpstreamCost>,
+        upstream: UpstreamPrices,
     ) -> Result<Reseller, ConfigError> {
-        let (effective, _) = config.with_upstream_costs(&costs);
-        let active = Active::load(&runtime, effective)?;
+        let applied = catalogue::apply(&config, &upstream);
+        for problem in applied.currency_problems() {
+            tracing::warn!("{problem}");
+        }
+        let active = Active::load(&runtime, applied.config)?;
         // Rendering a price list is pure CPU: more at once than there are cores only adds
         // switching and memory, so requests past that wait their turn without a thread.
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
@@ -227,17 +259,27 @@ impl Reseller {
             reloading: Mutex::new(()),
             pricing: tokio::sync::Semaphore::new(cores),
             base: Mutex::new(config),
-            upstream_costs: Mutex::new(costs),
+            upstream: Mutex::new(upstream),
         })
     }
 
-    /// Makes the catalogue's costs follow `costs` (fetched from upstream), now and after every
-    /// reload, and swaps the result in. Returns how many modules changed. If the result does
+    /// Makes the catalogue follow `upstream` (fetched from upstream now), now and after every
+    /// reload, and swaps the result in. Returns what became of each tariff. If the result does
     /// not load or pass its check, nothing changes.
-    pub fn set_upstream_costs(&self, costs: Vec<UpstreamCost>) -> Result<usize, ConfigError> {
+    pub fn set_upstream(&self, upstream: UpstreamPrices) -> Result<Applied, ConfigError> {
         let _one = lock(&self.reloading);
         let base = lock(&self.base).clone();
-        Ok(self.swap_locked(base, Some(costs))?.1)
+        Ok(self.swap_locked(base, Some(upstream))?.1)
+    }
+
+    /// Upstream's prices in force.
+    pub fn upstream(&self) -> UpstreamPrices {
+        lock(&self.upstream).clone()
+    }
+
+    /// What `upstream` would make of the configuration in force, without applying it.
+    pub fn preview_upstream(&self, upstream: &UpstreamPrices) -> Applied {
+        catalogue::apply(&lock(&self.base), upstream)
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -274,12 +316,13 @@ impl Reseller {
         Ok(self.swap_locked(config, None)?.0)
     }
 
-    /// [`swap`](Self::swap) with the reload lock held, applying `costs` (or the current ones).
+    /// [`swap`](Self::swap) with the reload lock held, applying `upstream` (or the current
+    /// prices).
     fn swap_locked(
         &self,
         config: Config,
-        costs: Option<Vec<UpstreamCost>>,
-    ) -> Result<(Arc<Active>, usize), ConfigError> {
+        upstream: Option<UpstreamPrices>,
+    ) -> Result<(Arc<Active>, Applied), ConfigError> {
         let old = self.active();
         if config.server.listen != old.config.server.listen {
             tracing::warn!("server.listen changed; it takes effect at the next start");
@@ -287,14 +330,14 @@ impl Reseller {
         if config.orders.database != old.config.orders.database {
             tracing::warn!("orders.database changed; it takes effect at the next start");
         }
-        let costs = costs.unwrap_or_else(|| lock(&self.upstream_costs).clone());
-        let (effective, changed) = config.with_upstream_costs(&costs);
-        let new = Arc::new(Active::load(&self.runtime, effective)?);
+        let upstream = upstream.unwrap_or_else(|| lock(&self.upstream).clone());
+        let applied = catalogue::apply(&config, &upstream);
+        let new = Arc::new(Active::load(&self.runtime, applied.config.clone())?);
         *lock(&self.base) = config;
-        *lock(&self.upstream_costs) = costs;
+        *lock(&self.upstream) = upstream;
         self.active.store(new.clone());
         tracing::info!(plugin = %new.plugin.name(), sha256 = new.plugin.sha256(), "configuration reloaded");
-        Ok((new, changed))
+        Ok((new, applied))
     }
 }
 
@@ -312,26 +355,58 @@ fn upstream_client(config: &Config) -> Result<Arc<dyn UpstreamClient>, ConfigErr
 }
 
 fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, ConfigError> {
+    let plugin = &config.plugin;
+    let (name, bytes) = read_component(
+        config,
+        "plugin",
+        plugin.path.as_deref(),
+        plugin.sha256.as_deref(),
+        ("builtin", BUILTIN_PROTOCOL),
+    )?;
+    LoadedPlugin::load(runtime, &name, &bytes, plugin.limits.clone())
+        .map_err(|e| ConfigError::new(&config.source, "plugin.path", format!("{name}: {e}")))
+}
+
+/// Loads the pricing policy `config` joins to a protocol: `[plugin.policy]`, or the built-in one.
+pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, ConfigError> {
+    let policy = &config.plugin.policy;
+    let (name, bytes) = read_component(
+        config,
+        "plugin.policy",
+        policy.path.as_deref(),
+        policy.sha256.as_deref(),
+        ("builtin-markup", BUILTIN_POLICY),
+    )?;
+    LoadedPolicy::load(runtime, &name, &bytes, policy.limits.clone())
+        .map_err(|e| ConfigError::new(&config.source, "plugin.policy.path", format!("{name}: {e}")))
+}
+
+/// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
+/// built-in one when no path is configured, with its name for logs.
+fn read_component(
+    config: &Config,
+    table: &str,
+    path: Option<&std::path::Path>,
+    sha256: Option<&str>,
+    builtin: (&str, &[u8]),
+) -> Result<(String, Vec<u8>), ConfigError> {
     let source = &config.source;
-    let key_error = |key: &str, message: String| ConfigError::new(source, key, message);
-    let (name, bytes) = match &config.plugin.path {
-        None => ("builtin".to_owned(), BUILTIN_PLUGIN.to_vec()),
+    let key_error =
+        |key: &str, message: String| ConfigError::new(source, format!("{table}.{key}"), message);
+    let (name, bytes) = match path {
+        None => (builtin.0.to_owned(), builtin.1.to_vec()),
         Some(path) => {
             let path = source.resolve(path);
-            let bytes = std::fs::read(&path).map_err(|e| {
-                key_error(
-                    "plugin.path",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| key_error("path", format!("cannot read {}: {e}", path.display())))?;
             (path.display().to_string(), bytes)
         }
     };
-    if let Some(pin) = &config.plugin.sha256 {
+    if let Some(pin) = sha256 {
         let actual = plugin_sha256(&bytes);
         if !actual.eq_ignore_ascii_case(pin) {
             return Err(key_error(
-                "plugin.sha256",
+                "sha256",
                 format!(
                     "{name} has SHA-256 {actual}, not the pinned {}",
                     pin.to_ascii_lowercase()
@@ -339,8 +414,7 @@ fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, Confi
             ));
         }
     }
-    LoadedPlugin::load(runtime, &name, &bytes, config.plugin.limits.clone())
-        .map_err(|e| key_error("plugin.path", format!("{name}: {e}")))
+    Ok((name, bytes))
 }
 
 /// Identifies what the plugin prices, so that it may key caches on it.

@@ -23,6 +23,7 @@ fn main() {
             ("hostile-guest", "RESELLER_HOSTILE_WASM"),
             ("incompatible-guest", "RESELLER_INCOMPATIBLE_WASM"),
             ("newer-minor-guest", "RESELLER_NEWER_MINOR_WASM"),
+            ("v0-1-guest", "RESELLER_V0_1_WASM"),
         ],
     );
     guest_build::build(

@@ -24,6 +24,7 @@ use subtle::ConstantTimeEq;
 use crate::limits::Limit;
 use crate::orders::OrderDesk;
 use crate::reseller::{Active, Reseller};
+use crate::runtime::Harness;
 
 mod orders;
 
@@ -240,23 +241,31 @@ pub(crate) async fn blocking<T: Send + 'static, E: Into<ApiError> + Send + 'stat
         .map_err(Into::into)
 }
 
-/// What serves: the plugin, its digest, limits, imports and counters.
+/// What serves: the plugin and the policy joined to it, each with its digest, contract,
+/// imports, exports and counters; `stats` repeats the plugin's call and fault counts.
 pub fn describe(active: &Active) -> Value {
     let plugin = active.plugin();
     let stats = plugin.stats();
-    let limit_hits: serde_json::Map<String, Value> = Limit::ALL
-        .iter()
-        .map(|l| (l.key().to_owned(), json!(stats.limit_hits(*l))))
-        .collect();
+    let component = |h: &Harness| {
+        let stats = h.stats();
+        let limit_hits: serde_json::Map<String, Value> = Limit::ALL
+            .iter()
+            .map(|l| (l.key().to_owned(), json!(stats.limit_hits(*l))))
+            .collect();
+        json!({
+            "name": &**h.name(),
+            "sha256": h.sha256(),
+            "contract": h.contract_version(),
+            "imports": h.imports(),
+            "exports": h.exports(),
+            "stats": {"calls": stats.calls(), "faults": stats.faults(), "limit_hits": limit_hits},
+        })
+    };
     json!({
-        "plugin": {
-            "name": &**plugin.name(),
-            "sha256": plugin.sha256(),
-            "imports": plugin.imports(),
-            "exports": plugin.exports(),
-        },
+        "plugin": component(plugin),
+        "policy": active.policy().map(|p| component(p)),
         "modules": active.config().catalogue.modules.len(),
-        "stats": {"calls": stats.calls(), "faults": stats.faults(), "limit_hits": limit_hits},
+        "stats": {"calls": stats.calls(), "faults": stats.faults()},
     })
 }
 

@@ -2,10 +2,13 @@
 //! narrow context type so that it can be tested without wasm.
 //!
 //! [`CallState`] is what one call's `Store` holds: the contexts of every capability, the WASI
-//! context that grants nothing, and the call's limits.
+//! context that grants nothing, and the call's limits. [`add_to_linker`] links what a component
+//! of each [`Role`] may import, and nothing else.
 
+pub mod calendar;
 pub mod catalogue;
 pub mod log;
+pub mod policy;
 pub mod upstream;
 pub mod wasi;
 
@@ -28,6 +31,88 @@ pub struct Grants {
     pub catalogue: Arc<Snapshot>,
     /// The upstream the plugin may call, and the functions it may call there.
     pub upstream: Arc<upstream::UpstreamPolicy>,
+    /// The pricing policy joined to a protocol component; none for a whole plugin.
+    pub policy: Option<Arc<policy::PolicyLink>>,
+}
+
+impl Grants {
+    /// What a whole plugin is granted: the catalogue and upstream through `upstream`.
+    pub fn new(
+        plugin: Arc<str>,
+        catalogue: Snapshot,
+        upstream: upstream::UpstreamPolicy,
+    ) -> Grants {
+        Grants {
+            plugin,
+            catalogue: Arc::new(catalogue),
+            upstream: Arc::new(upstream),
+            policy: None,
+        }
+    }
+
+    /// The same, for a protocol component, with `policy` joined to it.
+    pub fn with_policy(self, policy: Arc<crate::runtime::LoadedPolicy>) -> Grants {
+        Grants {
+            policy: Some(Arc::new(policy::PolicyLink::new(policy))),
+            ..self
+        }
+    }
+
+    /// What a pricing policy is granted: its name in logs, and nothing else it can reach.
+    pub fn for_policy(name: Arc<str>) -> Grants {
+        Grants {
+            plugin: name,
+            catalogue: Arc::new(Snapshot {
+                version: 0,
+                offers: Vec::new(),
+                settings: String::new(),
+            }),
+            upstream: Arc::new(upstream::UpstreamPolicy::not_configured()),
+            policy: None,
+        }
+    }
+}
+
+/// What a component is to the host, which decides what it may import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A whole plugin (`plugin` world): the catalogue, the calendar, the log and upstream.
+    Plugin,
+    /// The protocol alone (`protocol` world): a whole plugin's imports and a pricing policy.
+    Protocol,
+    /// A pricing policy (`pricing-policy` world): the log.
+    Policy,
+}
+
+impl Role {
+    /// The interfaces of our own package this role may import, without versions.
+    pub fn own_imports(self) -> &'static [&'static str] {
+        match self {
+            Role::Plugin => &[
+                "billing:reseller/types",
+                "billing:reseller/catalogue",
+                "billing:reseller/calendar",
+                "billing:reseller/log",
+                "billing:reseller/upstream",
+            ],
+            Role::Protocol => &[
+                "billing:reseller/types",
+                "billing:reseller/catalogue",
+                "billing:reseller/calendar",
+                "billing:reseller/log",
+                "billing:reseller/upstream",
+                "billing:reseller/policy",
+            ],
+            Role::Policy => &["billing:reseller/types", "billing:reseller/log"],
+        }
+    }
+
+    /// Whether this role may import `import` (a versioned interface name).
+    pub fn grants(self, import: &str) -> bool {
+        let unversioned = import.split_once('@').map_or(import, |(name, _)| name);
+        self.own_imports().contains(&unversioned)
+            || wasi::GRANTED.iter().any(|p| unversioned.starts_with(p))
+    }
 }
 
 /// Which hook a call runs: it decides what the call may do.
@@ -88,34 +173,52 @@ impl Budget {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     catalogue: catalogue::CatalogueCap,
+    calendar: calendar::CalendarCap,
     log: log::LogCap,
     upstream: upstream::UpstreamCap,
+    policy: policy::PolicyCap,
     limiter: Limiter,
 }
 
 impl CallState {
-    /// A fresh state for one call of `hook`.
-    pub fn new(grants: &Grants, limits: &Limits, hook: Hook, limiter: Limiter) -> Self {
-        let (wasi, stderr) = wasi::empty_ctx();
+    /// A fresh state for one call of `hook` on the day `today`.
+    pub fn new(
+        grants: &Grants,
+        limits: &Limits,
+        hook: Hook,
+        today: time::Date,
+        limiter: Limiter,
+    ) -> Self {
+        let (wasi, stdout, stderr) = wasi::empty_ctx(today);
         let budget = Budget::new(limits.clone());
         CallState {
             wasi,
             table: ResourceTable::new(),
+            stdout,
             stderr,
             catalogue: catalogue::CatalogueCap::new(grants.catalogue.clone(), budget.clone()),
+            calendar: calendar::CalendarCap::new(today, budget.clone()),
             log: log::LogCap::new(grants.plugin.clone(), budget.clone()),
-            upstream: upstream::UpstreamCap::new(grants.upstream.clone(), hook, budget),
+            upstream: upstream::UpstreamCap::new(grants.upstream.clone(), hook, budget.clone()),
+            policy: policy::PolicyCap::new(grants.policy.clone(), budget),
             limiter,
         }
     }
 
-    /// What the guest wrote to stderr (a panic message, for instance), lossily decoded.
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.contents())
-            .trim()
-            .to_owned()
+    /// What the guest wrote to stderr and stdout (a panic message, a Python traceback, a
+    /// JavaScript error), lossily decoded, stderr first.
+    pub fn output(&self) -> String {
+        let text =
+            |pipe: &MemoryOutputPipe| String::from_utf8_lossy(&pipe.contents()).trim().to_owned();
+        let (stderr, stdout) = (text(&self.stderr), text(&self.stdout));
+        match (stderr.is_empty(), stdout.is_empty()) {
+            (_, true) => stderr,
+            (true, false) => stdout,
+            (false, false) => format!("{stderr}\n{stdout}"),
+        }
     }
 
     /// The memory limiter.
@@ -153,12 +256,54 @@ impl HasData for HasUpstream {
     type Data<'a> = &'a mut upstream::UpstreamCap;
 }
 
-/// Links every capability, and nothing else, into `linker`.
-pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+struct HasCalendar;
+impl HasData for HasCalendar {
+    type Data<'a> = &'a mut calendar::CalendarCap;
+}
+
+struct HasPolicy;
+impl HasData for HasPolicy {
+    type Data<'a> = &'a mut policy::PolicyCap;
+}
+
+/// Links what a component of `role` built against the contract's `version` (`0.1.0` or
+/// `0.2.0`) may import, and nothing else, into `linker`.
+pub fn add_to_linker(
+    linker: &mut Linker<CallState>,
+    role: Role,
+    version: &str,
+) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
-    bindings::catalogue::add_to_linker::<CallState, HasCatalogue>(linker, |s| &mut s.catalogue)?;
-    bindings::log::add_to_linker::<CallState, HasLog>(linker, |s| &mut s.log)?;
-    bindings::upstream::add_to_linker::<CallState, HasUpstream>(linker, |s| &mut s.upstream)?;
+    let at = |interface: &str| format!("billing:reseller/{interface}@{version}");
+    bindings::log::add_to_linker_instance::<CallState, HasLog>(
+        &mut linker.instance(&at("log"))?,
+        |s| &mut s.log,
+    )?;
+    if role == Role::Policy {
+        return Ok(());
+    }
+    bindings::catalogue::add_to_linker_instance::<CallState, HasCatalogue>(
+        &mut linker.instance(&at("catalogue"))?,
+        |s| &mut s.catalogue,
+    )?;
+    bindings::upstream::add_to_linker_instance::<CallState, HasUpstream>(
+        &mut linker.instance(&at("upstream"))?,
+        |s| &mut s.upstream,
+    )?;
+    if version == bindings::v0_1::VERSION {
+        // 0.1 had neither a calendar nor policies.
+        return Ok(());
+    }
+    bindings::calendar::add_to_linker_instance::<CallState, HasCalendar>(
+        &mut linker.instance(&at("calendar"))?,
+        |s| &mut s.calendar,
+    )?;
+    if role == Role::Protocol {
+        bindings::policy::add_to_linker_instance::<CallState, HasPolicy>(
+            &mut linker.instance(&at("policy"))?,
+            |s| &mut s.policy,
+        )?;
+    }
     Ok(())
 }
 

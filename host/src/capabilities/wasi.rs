@@ -1,64 +1,128 @@
-//! The WASI interfaces a Rust `wasm32-wasip2` guest imports through its standard library
-//! (streams and the CLI world's stdio, environment and exit), granted empty.
+//! WASI, linked whole and granted empty, so that components from any mainstream toolchain load
+//! as they are (Rust's std imports stdio; componentize-py and componentize-js also import
+//! clocks, randomness, the filesystem and sockets, and componentize-js `wasi:http`).
 //!
-//! Only these are linked: a plugin that imports files, sockets, clocks or randomness does not
-//! load. The context has no arguments, no environment variables, a closed stdin, discarded
-//! stdout and a small in-memory stderr that keeps a panicking guest's message for the log.
+//! What a guest sees through it: no arguments, no environment variables, a closed stdin, stdout
+//! and stderr captured (kept for the log and for the message of a fault, bounded), no
+//! preopened directory, every socket address refused and no name lookup, and no HTTP (its
+//! functions trap). Time and randomness keep a plugin a function of its inputs: the wall clock
+//! reads midnight (UTC) of the call's day, the monotonic clock stands still, and the random
+//! bytes are a fixed stream. A policy that prices by date reads the day and nothing finer, so
+//! the host may keep a price list for the day.
 
-use wasmtime::component::{HasData, Linker, ResourceTable};
-use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-use wasmtime_wasi::p2::bindings::{cli, sync::io};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker, ResourceType};
+use wasmtime::{Engine, bail};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiView};
+use wasmtime_wasi::random::Deterministic;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::CallState;
 
-/// How much of a guest's stderr is kept.
-pub const STDERR_BYTES: usize = 4096;
+/// How much of a guest's stdout and stderr is kept.
+pub const OUTPUT_BYTES: usize = 4096;
 
-/// The interfaces linked here, without versions: what a plugin may import from WASI.
+/// The WASI packages a plugin may import, at any 0.2 version: linked, granting nothing.
 pub const GRANTED: &[&str] = &[
-    "wasi:io/error",
-    "wasi:io/poll",
-    "wasi:io/streams",
-    "wasi:cli/environment",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+    "wasi:http/",
 ];
 
-/// A context that grants nothing, and the pipe its stderr writes to.
-pub fn empty_ctx() -> (WasiCtx, MemoryOutputPipe) {
-    let stderr = MemoryOutputPipe::new(STDERR_BYTES);
-    let ctx = WasiCtx::builder().stderr(stderr.clone()).build();
-    (ctx, stderr)
+/// The bytes every call's "random" stream repeats: fixed, so that a plugin is a function of
+/// its inputs.
+const RANDOM: [u8; 32] = [
+    0x9e, 0x37, 0x79, 0xb9, 0x7f, 0x4a, 0x7c, 0x15, 0xf3, 0x9c, 0xc0, 0x60, 0x5c, 0xed, 0xc8, 0x34,
+    0x10, 0x82, 0x27, 0x6b, 0xf3, 0xa2, 0x72, 0x37, 0x0c, 0x71, 0x8e, 0x3a, 0xd1, 0x5f, 0x42, 0x27,
+];
+
+/// The wall clock: midnight (UTC) of the call's day.
+struct Midnight(std::time::Duration);
+
+impl HostWallClock for Midnight {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(86_400)
+    }
+
+    fn now(&self) -> std::time::Duration {
+        self.0
+    }
 }
 
-struct HasIo;
-impl HasData for HasIo {
-    type Data<'a> = &'a mut ResourceTable;
+/// The monotonic clock: it stands still.
+struct Still;
+
+impl HostMonotonicClock for Still {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
-/// Links the granted WASI interfaces.
-pub fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
-    io::poll::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
-    io::streams::add_to_linker::<_, HasIo>(l, |t| t.ctx().table)?;
-    cli::exit::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::environment::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::stdin::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::stdout::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::stderr::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::terminal_input::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::terminal_output::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
-    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, CallState::cli)?;
+/// A context that grants nothing, for a call on `today`, and the pipes its stdout and stderr
+/// write to.
+pub fn empty_ctx(today: time::Date) -> (WasiCtx, MemoryOutputPipe, MemoryOutputPipe) {
+    let stdout = MemoryOutputPipe::new(OUTPUT_BYTES);
+    let stderr = MemoryOutputPipe::new(OUTPUT_BYTES);
+    let midnight = today.midnight().assume_utc().unix_timestamp();
+    let midnight = std::time::Duration::from_secs(u64::try_from(midnight).unwrap_or(0));
+    let ctx = WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(Midnight(midnight))
+        .monotonic_clock(Still)
+        .secure_random(Deterministic::new(RANDOM.to_vec()))
+        .insecure_random(Deterministic::new(RANDOM.to_vec()))
+        .insecure_random_seed(0x5eed)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    (ctx, stdout, stderr)
+}
+
+/// Links every WASI interface wasmtime implements, over the empty context of each call.
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)
+}
+
+/// Links, for `component`, a trapping stand-in of every `wasi:http` interface it imports:
+/// componentize-js imports HTTP whether or not the code uses it, and a plugin never makes a
+/// request of its own. Other imports are left to the linker (and to its semver matching).
+pub fn stub_http(
+    linker: &mut Linker<CallState>,
+    engine: &Engine,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    for (name, item) in component.component_type().imports(engine) {
+        if !name.starts_with("wasi:http/") {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut stub = linker.instance(name)?;
+        for (export, item) in instance.exports(engine) {
+            match item.ty {
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    stub.func_new(export, move |_, _, _, _| {
+                        bail!("{what}: a plugin may not make HTTP requests")
+                    })?;
+                }
+                ComponentItem::Resource(_) => {
+                    stub.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
+                }
+                _ => {}
+            }
+        }
+    }
     Ok(())
 }

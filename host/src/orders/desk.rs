@@ -165,15 +165,13 @@ impl OrderDesk {
     pub fn open(runtime: Runtime, config: Config) -> Result<Arc<OrderDesk>, DeskError> {
         let path = config.order_database();
         let store = Arc::new(SqliteStore::open(&path)?);
-        let stored = store.upstream_costs()?.map(|(costs, _)| costs);
+        let stored = store.upstream()?.map(|(prices, _)| prices);
         let reseller = match stored {
-            Some(costs) if !costs.is_empty() => {
-                Reseller::with_upstream_costs(runtime.clone(), config.clone(), costs).or_else(
-                    |e| {
-                        tracing::warn!("the stored upstream costs cannot be applied: {e}");
-                        Reseller::new(runtime, config)
-                    },
-                )?
+            Some(prices) if !prices.costs.is_empty() => {
+                Reseller::with_upstream(runtime.clone(), config.clone(), prices).or_else(|e| {
+                    tracing::warn!("the stored upstream prices cannot be applied: {e}");
+                    Reseller::new(runtime, config)
+                })?
             }
             _ => Reseller::new(runtime, config)?,
         };
@@ -194,12 +192,14 @@ impl OrderDesk {
         orders: Arc<dyn OrderStore>,
         costs: Arc<dyn CostStore>,
     ) -> Result<Arc<OrderDesk>, DeskError> {
-        if let Some((stored, _)) = costs.upstream_costs()?
-            && !stored.is_empty()
-            && let Err(e) = reseller.set_upstream_costs(stored)
+        if let Some((stored, _)) = costs.upstream()?
+            && !stored.costs.is_empty()
+            && let Err(e) = reseller.set_upstream(stored)
         {
             // The configured costs keep serving; a later refresh replaces the stored ones.
-            tracing::warn!("the stored upstream costs cannot be applied, so they are ignored: {e}");
+            tracing::warn!(
+                "the stored upstream prices cannot be applied, so they are ignored: {e}"
+            );
         }
         Ok(OrderDesk::build(
             reseller,

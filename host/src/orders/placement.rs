@@ -197,7 +197,10 @@ pub fn operate(
             service_id,
             licence_id,
         } => plugin.rebind(grants, service_id, licence_id),
-        Operation::Renew { service_id, period } => plugin.renew(grants, service_id, period.get()),
+        Operation::Renew { service_id, period } => {
+            let (result, usage) = plugin.renew(grants, service_id, period.get());
+            (result.map(|r| r.map(drop)), usage)
+        }
         Operation::Remove { service_id } => plugin.remove(grants, service_id),
     });
     settle(answer.map(|a| a.map(|()| "done".to_owned())), &seen)
@@ -238,6 +241,7 @@ fn hook_order(order: &Order) -> hooks::Order {
             units: order.price.amount.units(),
             currency: order.price.currency.to_string(),
         },
+        fields: Vec::new(),
     }
 }
 
@@ -396,7 +400,7 @@ mod tests {
         }
         let fault = Fault::Guest {
             reason: "trap".into(),
-            stderr: String::new(),
+            output: String::new(),
         };
         let s = settle(Err(fault.clone()), &seen(&[Unknown]));
         assert!(matches!(s, Settlement::InDoubt(_)), "{s:?}");

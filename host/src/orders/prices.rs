@@ -1,6 +1,9 @@
 //! Upstream's prices: the plugin's `upstream-costs` hook (`pricelist.export` upstream) fetches
-//! what upstream charges now; the costs are checked by pricing the catalogue with them, kept in
-//! the database, and made the catalogue's costs from then on.
+//! what upstream charges now; the prices are applied to the catalogue ([`crate::catalogue`]),
+//! checked by pricing the catalogue with them, kept in the database, and made the catalogue's
+//! costs from then on. A tariff upstream prices only in a currency the catalogue has no rate
+//! for refuses the whole refresh, naming the currencies: the partner's currency never changes
+//! behind its back.
 
 use std::sync::Arc;
 
@@ -9,19 +12,23 @@ use serde::Serialize;
 use super::placement::journaled;
 use super::store::{CostStore, OrderStore, StoreError};
 use crate::bindings::types::OrderError;
-use crate::convert::{order_error_message, upstream_costs};
+use crate::catalogue::{Outcome, TariffReport};
+use crate::convert::{order_error_message, upstream_prices};
 use crate::reseller::Reseller;
 use crate::runtime::Fault;
 
 /// The result of fetching upstream's prices.
 #[derive(Clone, Debug, Serialize)]
 pub struct PriceRefresh {
-    /// The upstream costs stored (one per module and period).
+    /// The upstream costs stored (one per tariff, period and currency).
     pub costs: usize,
     /// The catalogue's modules whose costs changed to upstream's.
     pub modules_updated: usize,
-    /// Modules upstream priced that the catalogue does not have.
+    /// Tariffs upstream priced that the catalogue does not have (`reseller prices import`
+    /// writes catalogue entries for them).
     pub unknown_tariffs: Vec<u64>,
+    /// What became of each tariff upstream listed.
+    pub tariffs: Vec<TariffReport>,
 }
 
 /// Why upstream's prices were not taken.
@@ -67,36 +74,42 @@ pub fn refresh(
         }
         Err(fault) => return Err(RefreshError::Fault(fault)),
     };
-    let list = upstream_costs(&offers).map_err(|e| {
-        RefreshError::Unusable(format!("the plugin's upstream costs are not usable: {e}"))
-    })?;
-    super::store::check_costs(&list).map_err(|e| {
-        RefreshError::Unusable(format!("the plugin's upstream costs are not usable: {e}"))
-    })?;
-    let mut unknown_tariffs: Vec<u64> = offers
-        .iter()
-        .map(|o| o.tariff_id)
-        .filter(|&t| active.config().module(t).is_none())
-        .collect();
     drop(active);
-    unknown_tariffs.sort_unstable();
-    unknown_tariffs.dedup();
-    // Applied (and so checked by a price export) first, kept only if that worked: costs that
-    // cannot price are never stored.
-    let modules_updated = reseller.set_upstream_costs(list.clone()).map_err(|e| {
+    let unusable = |e: &dyn std::fmt::Display| {
+        RefreshError::Unusable(format!("upstream's prices are not usable: {e}"))
+    };
+    let prices = upstream_prices(&offers).map_err(|e| unusable(&e))?;
+    super::store::check_costs(&prices.costs).map_err(|e| unusable(&e))?;
+    let problems = reseller.preview_upstream(&prices).currency_problems();
+    if !problems.is_empty() {
+        return Err(RefreshError::Unusable(format!(
+            "upstream's prices were not taken: {}",
+            problems.join("; ")
+        )));
+    }
+    // Applied (and so checked by a price export) first, kept only if that worked: prices that
+    // cannot price the catalogue are never stored.
+    let applied = reseller.set_upstream(prices.clone()).map_err(|e| {
         RefreshError::Unusable(format!(
-            "upstream's costs cannot price the catalogue, so they are not used: {e}"
+            "upstream's prices cannot price the catalogue, so they are not used: {e}"
         ))
     })?;
-    costs.replace_upstream_costs(&list)?;
+    costs.replace_upstream(&prices)?;
+    let unknown_tariffs: Vec<u64> = applied
+        .report
+        .iter()
+        .filter(|r| r.outcome == Outcome::NotInCatalogue)
+        .map(|r| r.tariff_id)
+        .collect();
     tracing::info!(
-        costs = list.len(),
-        modules_updated,
+        costs = prices.costs.len(),
+        modules_updated = applied.changed,
         "upstream prices refreshed"
     );
     Ok(PriceRefresh {
-        costs: list.len(),
-        modules_updated,
+        costs: prices.costs.len(),
+        modules_updated: applied.changed,
         unknown_tariffs,
+        tariffs: applied.report,
     })
 }

@@ -23,6 +23,7 @@ use super::store::{
     OrderStore, StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, check_costs,
 };
 use super::{NewOrder, Order, OrderId, OrderState};
+use crate::catalogue::{UpstreamPrices, UpstreamTariff};
 use crate::money::{Money, Months, UpstreamCost};
 
 /// How long a write waits for another connection's write lock before failing.
@@ -92,6 +93,26 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE upstream_costs_fetch (
         id          INTEGER PRIMARY KEY CHECK (id = 1),
         fetched_ms  INTEGER NOT NULL
+    );",
+    // 3: upstream prices in every currency upstream lists, and its tariffs (names, trial).
+    "CREATE TABLE upstream_costs_v3 (
+        tariff_id      INTEGER NOT NULL CHECK (tariff_id >= 0),
+        period_months  INTEGER NOT NULL CHECK (period_months > 0),
+        amount_e4      INTEGER NOT NULL CHECK (amount_e4 >= 0),
+        currency       TEXT NOT NULL CHECK (length(currency) = 3),
+        PRIMARY KEY (tariff_id, period_months, currency)
+    );
+    INSERT INTO upstream_costs_v3 SELECT tariff_id, period_months, amount_e4, currency
+        FROM upstream_costs;
+    DROP TABLE upstream_costs;
+    ALTER TABLE upstream_costs_v3 RENAME TO upstream_costs;
+    CREATE TABLE upstream_tariffs (
+        position         INTEGER NOT NULL PRIMARY KEY,
+        tariff_id        INTEGER NOT NULL UNIQUE CHECK (tariff_id >= 0),
+        intname          TEXT NOT NULL,
+        additionintname  TEXT NOT NULL,
+        name             TEXT NOT NULL,
+        trial            INTEGER NOT NULL CHECK (trial IN (0, 1))
     );",
 ];
 
@@ -717,8 +738,11 @@ impl OrderStore for SqliteStore {
 }
 
 impl CostStore for SqliteStore {
-    fn replace_upstream_costs(&self, costs: &[UpstreamCost]) -> Result<(), StoreError> {
-        check_costs(costs)?;
+    fn replace_upstream(&self, prices: &UpstreamPrices) -> Result<(), StoreError> {
+        check_costs(&prices.costs)?;
+        let tariff_id = |id: u64| {
+            i64::try_from(id).map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))
+        };
         self.write(|tx| {
             // The fetch row first: in a database with row locks it serialises replacements.
             tx.execute(
@@ -727,22 +751,41 @@ impl CostStore for SqliteStore {
                 [now_ms()],
             )
             .map_err(db)?;
-            tx.execute("DELETE FROM upstream_costs", []).map_err(db)?;
+            tx.execute_batch("DELETE FROM upstream_costs; DELETE FROM upstream_tariffs;")
+                .map_err(db)?;
             let mut insert = tx
                 .prepare(
                     "INSERT INTO upstream_costs (tariff_id, period_months, amount_e4, currency)
                      VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(db)?;
-            for cost in costs {
-                let tariff = i64::try_from(cost.tariff_id)
-                    .map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))?;
+            for cost in &prices.costs {
                 insert
                     .execute(rusqlite::params![
-                        tariff,
+                        tariff_id(cost.tariff_id)?,
                         cost.period.get(),
                         cost.cost.amount.units(),
                         cost.cost.currency.as_str()
+                    ])
+                    .map_err(db)?;
+            }
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO upstream_tariffs
+                         (position, tariff_id, intname, additionintname, name, trial)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tariff_id) DO NOTHING",
+                )
+                .map_err(db)?;
+            for (position, t) in prices.tariffs.iter().enumerate() {
+                insert
+                    .execute(rusqlite::params![
+                        i64::try_from(position).unwrap_or(i64::MAX),
+                        tariff_id(t.tariff_id)?,
+                        t.intname,
+                        t.additionintname,
+                        t.name,
+                        t.trial
                     ])
                     .map_err(db)?;
             }
@@ -750,7 +793,7 @@ impl CostStore for SqliteStore {
         })
     }
 
-    fn upstream_costs(&self) -> Result<Option<(Vec<UpstreamCost>, i64)>, StoreError> {
+    fn upstream(&self) -> Result<Option<(UpstreamPrices, i64)>, StoreError> {
         self.read(|tx| {
             let fetched: Option<i64> = tx
                 .query_row(
@@ -763,25 +806,47 @@ impl CostStore for SqliteStore {
             let Some(fetched) = fetched else {
                 return Ok(None);
             };
+            let tariff = |r: &Row<'_>, idx: usize| -> rusqlite::Result<u64> {
+                let id: i64 = r.get(idx)?;
+                u64::try_from(id).map_err(|_| unreadable(idx, format!("negative tariff ID {id}")))
+            };
             let mut stmt = tx
                 .prepare(
                     "SELECT tariff_id, period_months, amount_e4, currency FROM upstream_costs
-                     ORDER BY tariff_id, period_months",
+                     ORDER BY tariff_id, period_months, currency",
                 )
                 .map_err(db)?;
-            let rows = stmt
+            let costs = stmt
                 .query_map([], |r| {
-                    let tariff: i64 = r.get(0)?;
                     Ok(UpstreamCost {
-                        tariff_id: u64::try_from(tariff)
-                            .map_err(|_| unreadable(0, format!("negative tariff ID {tariff}")))?,
+                        tariff_id: tariff(r, 0)?,
                         period: months(r, 1)?,
                         cost: money(r, 2, 3)?,
                     })
                 })
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(db)?;
-            let costs = rows.collect::<Result<Vec<_>, _>>().map_err(db)?;
-            Ok(Some((costs, fetched)))
+            let mut stmt = tx
+                .prepare(
+                    "SELECT tariff_id, intname, additionintname, name, trial FROM upstream_tariffs
+                     ORDER BY position",
+                )
+                .map_err(db)?;
+            let tariffs = stmt
+                .query_map([], |r| {
+                    Ok(UpstreamTariff {
+                        tariff_id: tariff(r, 0)?,
+                        intname: r.get(1)?,
+                        additionintname: r.get(2)?,
+                        name: r.get(3)?,
+                        trial: r.get(4)?,
+                    })
+                })
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            Ok(Some((UpstreamPrices { tariffs, costs }, fetched)))
         })
     }
 }
@@ -792,7 +857,7 @@ mod tests {
     use std::thread;
 
     use super::*;
-    use crate::orders::store::conformance;
+    use crate::orders::store::conformance::{self, prices_of, stored_costs};
     use OrderState::*;
 
     fn memory() -> SqliteStore {
@@ -970,6 +1035,13 @@ mod tests {
             };
             let placed = conformance::placed(&old, "L1", "42");
             let queued = conformance::paid(&old, "L2", 1);
+            old.lock()
+                .execute_batch(
+                    "INSERT INTO upstream_costs (tariff_id, period_months, amount_e4, currency)
+                         VALUES (7, 1, 35000, 'EUR');
+                     INSERT INTO upstream_costs_fetch (id, fetched_ms) VALUES (1, 1);",
+                )
+                .expect("costs of the previous version");
             let orders = old.list(&ListFilter::default()).expect("list");
             let histories = [&placed, &queued]
                 .map(|o| old.history(&o.id).expect("history"))
@@ -984,15 +1056,16 @@ mod tests {
                 assert_eq!(&store.history(&o.id).expect("history"), history);
             }
         }
-        // The new tables work, and the old orders can be amended.
+        // The costs kept before are still there; the new tables work, and the old orders can
+        // be amended.
         let store = SqliteStore::open(&path).expect("open");
-        assert_eq!(store.upstream_costs().expect("costs"), None);
-        let list = conformance::costs(&[(1, 1, 10)]);
-        store.replace_upstream_costs(&list).expect("replace");
         assert_eq!(
-            store.upstream_costs().expect("costs").expect("some").0,
-            list
+            stored_costs(&store).expect("costs"),
+            Some((conformance::costs(&[(7, 1, 35_000)]), 1))
         );
+        let list = conformance::costs(&[(1, 1, 10)]);
+        store.replace_upstream(&prices_of(&list)).expect("replace");
+        assert_eq!(stored_costs(&store).expect("costs").expect("some").0, list);
         let placed = orders
             .iter()
             .find(|o| o.state == Placed)
@@ -1117,8 +1190,8 @@ mod tests {
     fn a_failed_cost_replacement_leaves_the_previous_costs() {
         let store = memory();
         let first = conformance::costs(&[(1, 1, 10), (2, 1, 20)]);
-        store.replace_upstream_costs(&first).expect("replace");
-        let before = store.upstream_costs().expect("read");
+        store.replace_upstream(&prices_of(&first)).expect("replace");
+        let before = stored_costs(&store).expect("read");
         // The second insert fails after the fetch time and the first row were written.
         store
             .lock()
@@ -1129,25 +1202,22 @@ mod tests {
             )
             .expect("trigger");
         let err = store
-            .replace_upstream_costs(&conformance::costs(&[(3, 1, 30), (4, 1, 40)]))
+            .replace_upstream(&prices_of(&conformance::costs(&[(3, 1, 30), (4, 1, 40)])))
             .expect_err("replaced");
         assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-        assert_eq!(store.upstream_costs().expect("read"), before);
+        assert_eq!(stored_costs(&store).expect("read"), before);
     }
 
     #[test]
     fn unreadable_costs_are_errors_not_panics() {
         let store = memory();
         store
-            .replace_upstream_costs(&conformance::costs(&[(1, 1, 10)]))
+            .replace_upstream(&prices_of(&conformance::costs(&[(1, 1, 10)])))
             .expect("replace");
         store
             .lock()
             .execute("UPDATE upstream_costs SET period_months = 1 << 40", [])
             .expect("corrupt");
-        assert!(matches!(
-            store.upstream_costs(),
-            Err(StoreError::Database(_))
-        ));
+        assert!(matches!(stored_costs(&store), Err(StoreError::Database(_))));
     }
 }

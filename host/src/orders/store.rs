@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::{NewOrder, Order, OrderId, OrderState, can_transition, check_name};
+use crate::catalogue::UpstreamPrices;
 use crate::money::UpstreamCost;
 
 /// Longest free text (note, error, upstream call detail) kept, in bytes; longer text is cut.
@@ -443,23 +444,23 @@ pub trait OrderStore: Send + Sync {
     fn mark_interrupted_in_doubt(&self) -> Result<Vec<Order>, StoreError>;
 }
 
-/// The upstream costs last fetched, kept so that they survive a restart and can be shown with
-/// their age.
+/// Upstream's prices last fetched (its tariffs and their costs), kept so that they survive a
+/// restart and can be shown with their age.
 ///
-/// Guarantees every backend gives: [`replace_upstream_costs`] is atomic (readers see the old
-/// list or the new one, never a mix) and changes nothing when it fails.
+/// Guarantees every backend gives: [`replace_upstream`] is atomic (readers see the old prices
+/// or the new ones, never a mix) and changes nothing when it fails.
 ///
-/// [`replace_upstream_costs`]: CostStore::replace_upstream_costs
+/// [`replace_upstream`]: CostStore::replace_upstream
 pub trait CostStore: Send + Sync {
-    /// Replaces every stored upstream cost with `costs`, atomically; records when.
+    /// Replaces the stored upstream prices with `prices`, atomically; records when.
     ///
-    /// An empty list is recorded as a fetch that found no costs. Errors:
-    /// [`StoreError::Invalid`] ([`check_costs`]), and nothing changes.
-    fn replace_upstream_costs(&self, costs: &[UpstreamCost]) -> Result<(), StoreError>;
+    /// Empty prices are recorded as a fetch that found none. Errors: [`StoreError::Invalid`]
+    /// ([`check_costs`]), and nothing changes.
+    fn replace_upstream(&self, prices: &UpstreamPrices) -> Result<(), StoreError>;
 
-    /// The stored upstream costs (ordered by tariff, then period) and when they were fetched
-    /// (UNIX ms), or None if never.
-    fn upstream_costs(&self) -> Result<Option<(Vec<UpstreamCost>, i64)>, StoreError>;
+    /// The stored upstream prices (tariffs in upstream's order; costs ordered by tariff,
+    /// period, then currency) and when they were fetched (UNIX ms), or None if never.
+    fn upstream(&self) -> Result<Option<(UpstreamPrices, i64)>, StoreError>;
 }
 
 /// Behaviour every backend must show; a backend's tests call these on a fresh store.

@@ -4,10 +4,10 @@
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{Plugin, PluginPre};
-use crate::capabilities::{CallState, Grants, Hook};
+use crate::capabilities::policy::PolicyFault;
+use crate::capabilities::{CallState, Grants, Hook, calendar};
 use crate::limits::{Limit, LimitHit, Limiter, Limits};
 
 /// What a call used.
@@ -27,23 +27,49 @@ pub enum Fault {
     /// The plugin's fault: it went past one of its limits.
     #[error(transparent)]
     Limit(#[from] LimitHit),
-    /// The plugin's fault: a trap (a panic, an invalid operation).
-    #[error("the plugin failed: {reason}")]
+    /// The plugin's fault: a trap (a panic, an exception, an invalid operation).
+    #[error("the plugin failed: {reason}{}", said(.output))]
     Guest {
         /// What happened.
         reason: String,
-        /// What the plugin wrote to stderr (a panic message, for instance).
-        stderr: String,
+        /// What the plugin wrote to stderr and stdout (a panic message, a Python traceback, a
+        /// JavaScript error), bounded.
+        output: String,
     },
+    /// The partner's pricing policy failed while the protocol asked it for prices.
+    #[error("the pricing policy failed: {0}")]
+    Policy(Box<Fault>),
     /// The host's fault: the call could not be run.
     #[error("the host could not run the plugin: {0}")]
     Host(String),
 }
 
+/// What a guest wrote, as the end of a fault's message.
+fn said(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(" (it wrote: {})", output.escape_debug())
+    }
+}
+
 impl Fault {
-    /// Whether the plugin, rather than the host, is to blame.
+    /// Whether a plugin (the protocol, or its policy), rather than the host, is to blame.
     pub fn is_guest(&self) -> bool {
-        !matches!(self, Fault::Host(_))
+        match self {
+            Fault::Host(_) => false,
+            Fault::Policy(inner) => inner.is_guest(),
+            Fault::Limit(_) | Fault::Guest { .. } => true,
+        }
+    }
+
+    /// The limit hit, when a limit stopped the call (the policy's, when it was the policy).
+    pub fn limit_hit(&self) -> Option<&LimitHit> {
+        match self {
+            Fault::Limit(hit) => Some(hit),
+            Fault::Policy(inner) => inner.limit_hit(),
+            _ => None,
+        }
     }
 }
 
@@ -94,19 +120,24 @@ fn ticks(d: Duration) -> u64 {
         .max(1)
 }
 
-/// Instantiates `pre` in a fresh store bounded by `limits` and runs `f`.
+/// Runs `f` in a fresh store of `engine` bounded by `limits`: `f` instantiates and calls.
 pub(super) fn run<R>(
-    pre: &PluginPre<CallState>,
+    engine: &Engine,
     grants: &Grants,
     limits: &Limits,
     hook: Hook,
-    f: impl FnOnce(&Plugin, &mut Store<CallState>) -> wasmtime::Result<R>,
+    f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
 ) -> (Result<R, Fault>, Usage) {
     let started = Instant::now();
-    let engine = pre.instance_pre().engine();
     let mut store = Store::new(
         engine,
-        CallState::new(grants, limits, hook, Limiter::new(limits.clone())),
+        CallState::new(
+            grants,
+            limits,
+            hook,
+            calendar::today(),
+            Limiter::new(limits.clone()),
+        ),
     );
     store.limiter(|state| state.limiter_mut());
     // The deadline bounds the guest's own running time; an order hook also waits on upstream.
@@ -116,10 +147,7 @@ pub(super) fn run<R>(
     };
     store.set_epoch_deadline(ticks(deadline));
     store.epoch_deadline_trap();
-    let outcome = store
-        .set_fuel(limits.fuel)
-        .and_then(|()| pre.instantiate(&mut store))
-        .and_then(|plugin| f(&plugin, &mut store));
+    let outcome = store.set_fuel(limits.fuel).and_then(|()| f(&mut store));
     let usage = Usage {
         fuel: limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
         peak_memory: store.data().limiter().peak_memory(),
@@ -132,6 +160,9 @@ fn fault(e: &wasmtime::Error, state: &CallState, limits: &Limits) -> Fault {
     if let Some(hit) = e.downcast_ref::<LimitHit>() {
         return Fault::Limit(hit.clone());
     }
+    if let Some(PolicyFault(inner)) = e.downcast_ref::<PolicyFault>() {
+        return Fault::Policy(Box::new(inner.clone()));
+    }
     let hit = |limit| Fault::Limit(LimitHit::new(limit, limits, None));
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => hit(Limit::Fuel),
@@ -139,7 +170,7 @@ fn fault(e: &wasmtime::Error, state: &CallState, limits: &Limits) -> Fault {
         Some(Trap::StackOverflow) => hit(Limit::Stack),
         Some(trap) => Fault::Guest {
             reason: trap.to_string(),
-            stderr: state.stderr(),
+            output: state.output(),
         },
         None => Fault::Host(root(e)),
     }

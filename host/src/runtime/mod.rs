@@ -3,11 +3,16 @@
 
 mod cache;
 mod call;
+mod component;
 mod plugin;
 
 pub use cache::{CacheOutcome, CodeCache};
 pub use call::{Fault, Usage};
-pub use plugin::{Called, LoadError, LoadedPlugin, PluginStats, sha256_hex as plugin_sha256};
+pub use component::{Contract, Inspected, LoadError, inspect};
+pub use plugin::{
+    Called, Harness, LoadedPlugin, LoadedPolicy, NOT_IN_0_1, PluginStats,
+    sha256_hex as plugin_sha256,
+};
 
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
@@ -16,9 +21,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::limits::{
-    CORE_INSTANCES_PER_COMPONENT, Limits, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT,
-};
+use crate::limits::{Limits, MAX_TABLE_ELEMENTS};
 
 /// How often the epoch ticker advances every engine: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -98,12 +101,13 @@ impl Runtime {
             let slots = limits.concurrent_calls;
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(slots)
-                .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
-                .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-                .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
-                .max_memories_per_component(MEMORIES_PER_COMPONENT)
-                .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
-                .max_tables_per_component(TABLES_PER_COMPONENT)
+                .total_core_instances(slots.saturating_mul(limits.instances))
+                .max_core_instances_per_component(limits.instances)
+                .total_memories(slots.saturating_mul(limits.memories))
+                .max_memories_per_component(limits.memories)
+                .total_tables(slots.saturating_mul(limits.tables))
+                .max_tables_per_component(limits.tables)
+                .table_elements(MAX_TABLE_ELEMENTS)
                 .max_memory_size(limits.memory_bytes);
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }

@@ -1,58 +1,26 @@
 //! One loaded plugin version: compiled once (or taken from the cache), linked once,
 //! instantiated in a fresh store for every call.
+//!
+//! A [`LoadedPlugin`] is a whole plugin or a protocol component (which gets its prices from the
+//! pricing policy the host joins to it, see [`crate::capabilities::policy`]), built against the
+//! current contract or against 0.1.0; a [`LoadedPolicy`] is a pricing policy. Both run on one
+//! [`Harness`]: the engine, the linked component, the limits, the counters and the call slots.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Engine, Store};
 
 use super::Runtime;
 use super::cache::CacheOutcome;
 use super::call::{self, CallSlots, Fault, Usage, root};
-use crate::bindings::{self, PACKAGE_NAME, Plugin, PluginPre, orders, pricing, types};
-use crate::capabilities::{self, CallState, Grants, Hook};
+use super::component::{self, Contract, Inspected, LoadError, role_name};
+use crate::bindings::{self, PluginPre, PricingPolicyPre, orders, pricing, types, v0_1};
+use crate::capabilities::{self, CallState, Grants, Hook, Role};
+use crate::convert::v0_1 as old;
 use crate::limits::{Limit, LimitHit, Limits};
-
-/// Why a plugin file cannot serve.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// Not WebAssembly, or a core module rather than a component.
-    #[error("{0}")]
-    NotAComponent(String),
-    /// It imports something this host does not grant.
-    #[error("it imports `{0}`, which this host does not grant to plugins")]
-    ForbiddenImport(String),
-    /// It does not fit the world this host serves.
-    #[error("it does not fit the world {package}: {detail}")]
-    Incompatible {
-        /// The package the host serves.
-        package: &'static str,
-        /// What did not fit.
-        detail: String,
-    },
-    /// It was built against a version of the contract this host does not serve.
-    #[error(
-        "it was built against {PACKAGE_NAME}@{plugin}, but this host serves {PACKAGE_NAME}@{host} (and compatible versions)"
-    )]
-    IncompatibleVersion {
-        /// The version the plugin was built against.
-        plugin: String,
-        /// The version this host serves.
-        host: &'static str,
-    },
-    /// The engine could not be set up.
-    #[error("{0}")]
-    Engine(String),
-}
-
-/// The interfaces of our own package a plugin may import, without versions.
-const OWN_IMPORTS: &[&str] = &[
-    "billing:reseller/types",
-    "billing:reseller/catalogue",
-    "billing:reseller/log",
-    "billing:reseller/upstream",
-];
 
 /// Counters of one loaded plugin, for monitoring.
 #[derive(Debug, Default)]
@@ -82,19 +50,6 @@ impl PluginStats {
     }
 }
 
-/// A compiled and linked plugin, ready to be instantiated for each call.
-pub struct LoadedPlugin {
-    name: Arc<str>,
-    sha256: String,
-    pre: PluginPre<CallState>,
-    imports: Vec<String>,
-    exports: Vec<String>,
-    limits: Limits,
-    cache: Option<CacheOutcome>,
-    stats: PluginStats,
-    slots: CallSlots,
-}
-
 /// The SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
@@ -103,75 +58,56 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// What a hook call returned, or its fault, and what it used.
 pub type Called<R> = (Result<R, Fault>, Usage);
 
-impl LoadedPlugin {
-    /// Compiles (or takes from the runtime's cache) and links the component in `bytes`, to run
-    /// within `limits`; `name` identifies it in logs.
-    pub fn load(
+/// A hook of the current contract that a plugin built against 0.1.0 does not have.
+pub const NOT_IN_0_1: &str =
+    "the plugin is built against billing:reseller@0.1.0, which has no such hook";
+
+/// What every loaded component has: compiled and linked once, run in a fresh store per call
+/// within its limits, with its counters.
+pub struct Harness {
+    name: Arc<str>,
+    sha256: String,
+    inspected: Inspected,
+    limits: Limits,
+    cache: Option<CacheOutcome>,
+    stats: PluginStats,
+    slots: CallSlots,
+    engine: Engine,
+}
+
+impl Harness {
+    /// Inspects, compiles (or takes from the cache) and links the component in `bytes`, to run
+    /// within `limits`; `name` identifies it in logs. Returns the harness and the component's
+    /// instance ready to instantiate.
+    fn load(
         runtime: &Runtime,
         name: &str,
         bytes: &[u8],
         limits: Limits,
-    ) -> Result<Self, LoadError> {
-        check_header(bytes)?;
+    ) -> Result<(Harness, InstancePre<CallState>), LoadError> {
+        let inspected = component::inspect(bytes, &limits)?;
         let sha256 = sha256_hex(bytes);
         let engine = runtime
             .engine(&limits)
             .map_err(|e| LoadError::Engine(root(&e)))?;
-        let compile = || Component::new(&engine, bytes);
-        let (component, cache) = match runtime.cache() {
-            Some(cache) => cache
-                .load_or_compile(&engine, &sha256, compile)
-                .map(|(c, o)| (c, Some(o))),
-            None => compile().map(|c| (c, None)),
-        }
-        .map_err(|e| {
-            LoadError::NotAComponent(format!("it is not a valid component: {}", root(&e)))
-        })?;
-        let ty = component.component_type();
-        let imports: Vec<String> = ty
-            .imports(&engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let exports: Vec<String> = ty
-            .exports(&engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        if let Some(version) = imports
-            .iter()
-            .chain(&exports)
-            .find_map(|name| contract_version(name))
-            && !compatible(version, bindings::VERSION)
-        {
-            return Err(LoadError::IncompatibleVersion {
-                plugin: version.to_owned(),
-                host: bindings::VERSION,
-            });
-        }
-        if let Some(forbidden) = imports.iter().find(|name| !granted(name)) {
-            return Err(LoadError::ForbiddenImport(forbidden.clone()));
-        }
-        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
-            package: bindings::PACKAGE,
-            detail: root(&e),
-        };
-        let mut linker = Linker::new(&engine);
-        capabilities::add_to_linker(&mut linker).map_err(incompatible)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(incompatible)?;
-        let pre = PluginPre::new(instance_pre).map_err(incompatible)?;
-        Ok(LoadedPlugin {
-            name: name.into(),
-            sha256,
+        let (component, cache) = component::compile(runtime, &engine, &sha256, bytes)?;
+        let pre = link(&engine, &component, &inspected)?;
+        Ok((
+            Harness {
+                name: name.into(),
+                sha256,
+                slots: CallSlots::new(limits.concurrent_calls),
+                inspected,
+                limits,
+                cache,
+                stats: PluginStats::default(),
+                engine,
+            },
             pre,
-            imports,
-            exports,
-            slots: CallSlots::new(limits.concurrent_calls),
-            limits,
-            cache,
-            stats: PluginStats::default(),
-        })
+        ))
     }
 
-    /// The plugin's name in logs.
+    /// The component's name in logs.
     pub fn name(&self) -> &Arc<str> {
         &self.name
     }
@@ -183,12 +119,27 @@ impl LoadedPlugin {
 
     /// What the component imports, as named in its type.
     pub fn imports(&self) -> &[String] {
-        &self.imports
+        &self.inspected.imports
     }
 
     /// What the component exports, as named in its type.
     pub fn exports(&self) -> &[String] {
-        &self.exports
+        &self.inspected.exports
+    }
+
+    /// What the component is to the host.
+    pub fn role(&self) -> Role {
+        self.inspected.role
+    }
+
+    /// The contract version the component is served as (`0.2.0`, `0.1.0`).
+    pub fn contract_version(&self) -> &'static str {
+        self.inspected.contract.version()
+    }
+
+    /// The core instances the component creates.
+    pub fn core_instances(&self) -> u32 {
+        self.inspected.core_instances
     }
 
     /// The limits every call runs within.
@@ -196,14 +147,110 @@ impl LoadedPlugin {
         &self.limits
     }
 
-    /// What the compiled-code cache did when this plugin loaded (`None`: no cache).
+    /// What the compiled-code cache did when this component loaded (`None`: no cache).
     pub fn cache_outcome(&self) -> Option<&CacheOutcome> {
         self.cache.as_ref()
     }
 
-    /// Counters since the plugin loaded.
+    /// Counters since the component loaded.
     pub fn stats(&self) -> &PluginStats {
         &self.stats
+    }
+
+    /// Runs `f` (which instantiates and calls) in a fresh store, and counts the outcome.
+    fn call<R>(
+        &self,
+        grants: &Grants,
+        hook: Hook,
+        f: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Called<R> {
+        let slot = self.slots.acquire();
+        let (result, usage) = call::run(&self.engine, grants, &self.limits, hook, f);
+        drop(slot);
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        if let Err(fault) = &result {
+            self.stats.faults.fetch_add(1, Ordering::Relaxed);
+            if let Some(hit) = fault.limit_hit()
+                && let Some(i) = Limit::ALL.iter().position(|l| *l == hit.limit)
+                && matches!(fault, Fault::Limit(_))
+            {
+                self.stats.limit_hits[i].fetch_add(1, Ordering::Relaxed);
+            }
+            match fault {
+                Fault::Host(_) => tracing::error!(plugin = %self.name, "{fault}"),
+                _ => tracing::warn!(plugin = %self.name, "{fault}"),
+            }
+        }
+        (result, usage)
+    }
+}
+
+/// Links `component` with what its role may import, and nothing else.
+fn link(
+    engine: &Engine,
+    component: &Component,
+    inspected: &Inspected,
+) -> Result<InstancePre<CallState>, LoadError> {
+    let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
+        package: bindings::PACKAGE,
+        detail: root(&e),
+    };
+    let mut linker = Linker::new(engine);
+    capabilities::add_to_linker(&mut linker, inspected.role, inspected.contract.version())
+        .map_err(incompatible)?;
+    capabilities::wasi::stub_http(&mut linker, engine, component).map_err(incompatible)?;
+    linker.instantiate_pre(component).map_err(incompatible)
+}
+
+/// How a plugin is instantiated, by the contract it was built against.
+enum Pre {
+    Current(PluginPre<CallState>),
+    V0_1(v0_1::PluginPre<CallState>),
+}
+
+/// A whole plugin or a protocol component, ready to be instantiated for each call.
+pub struct LoadedPlugin {
+    harness: Harness,
+    pre: Pre,
+}
+
+impl std::ops::Deref for LoadedPlugin {
+    type Target = Harness;
+
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
+}
+
+impl LoadedPlugin {
+    /// Loads a whole plugin or a protocol component from `bytes`, to run within `limits`;
+    /// `name` identifies it in logs. A pricing policy is refused: it is configured as one.
+    pub fn load(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let (harness, instance_pre) = Harness::load(runtime, name, bytes, limits)?;
+        let incompatible = |e: wasmtime::Error| LoadError::Incompatible {
+            package: bindings::PACKAGE,
+            detail: root(&e),
+        };
+        let pre = match (harness.role(), harness.inspected.contract) {
+            (Role::Policy, _) => {
+                return Err(LoadError::WrongRole(
+                    "it is a pricing policy, not a plugin: configure it as [plugin.policy] path"
+                        .to_owned(),
+                ));
+            }
+            (_, Contract::V0_2) => {
+                Pre::Current(PluginPre::new(instance_pre).map_err(incompatible)?)
+            }
+            (_, Contract::V0_1) => {
+                Pre::V0_1(v0_1::PluginPre::new(instance_pre).map_err(incompatible)?)
+            }
+        };
+        Ok(LoadedPlugin { harness, pre })
     }
 
     /// Answers a price export query.
@@ -213,19 +260,31 @@ impl LoadedPlugin {
         query: &pricing::Query,
     ) -> Called<Result<pricing::Document, types::PricingError>> {
         let answer_bytes = self.limits.answer_bytes;
-        self.call(grants, Hook::Pricing, |p, s| {
-            let answer = p.billing_reseller_pricing().call_export_prices(s, query)?;
-            if let Ok(doc) = &answer
-                && doc.body.len() > answer_bytes
-            {
+        let limits = &self.limits;
+        let too_big = |doc: &pricing::Document| {
+            (doc.body.len() > answer_bytes).then(|| {
                 let asked = u64::try_from(doc.body.len()).ok();
-                return Err(wasmtime::Error::new(LimitHit::new(
-                    Limit::AnswerBytes,
-                    &self.limits,
-                    asked,
-                )));
+                wasmtime::Error::new(LimitHit::new(Limit::AnswerBytes, limits, asked))
+            })
+        };
+        self.harness.call(grants, Hook::Pricing, |s| {
+            let answer = match &self.pre {
+                Pre::Current(pre) => {
+                    let p = pre.instantiate(&mut *s)?;
+                    p.billing_reseller_pricing()
+                        .call_export_prices(&mut *s, query)?
+                }
+                Pre::V0_1(pre) => {
+                    let p = pre.instantiate(&mut *s)?;
+                    p.billing_reseller_pricing()
+                        .call_export_prices(&mut *s, &old::query(query))?
+                        .map(old::document)
+                }
+            };
+            match answer.as_ref().ok().and_then(too_big) {
+                Some(hit) => Err(hit),
+                None => Ok(answer),
             }
-            Ok(answer)
         })
     }
 
@@ -235,9 +294,19 @@ impl LoadedPlugin {
         grants: &Grants,
         order: &orders::Order,
     ) -> Called<Result<orders::Placed, types::OrderError>> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_place(s, order)
-        })
+        self.harness
+            .call(grants, Hook::Orders, |s| match &self.pre {
+                Pre::Current(pre) => {
+                    let p = pre.instantiate(&mut *s)?;
+                    p.billing_reseller_orders().call_place(&mut *s, order)
+                }
+                Pre::V0_1(pre) => {
+                    let p = pre.instantiate(&mut *s)?;
+                    Ok(p.billing_reseller_orders()
+                        .call_place(&mut *s, &old::order(order))?
+                        .map(old::placed))
+                }
+            })
     }
 
     /// Binds a placed module to another licence.
@@ -247,10 +316,17 @@ impl LoadedPlugin {
         service_id: &str,
         licence_id: &str,
     ) -> Called<Result<(), types::OrderError>> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders()
-                .call_rebind(s, service_id, licence_id)
-        })
+        self.harness
+            .call(grants, Hook::Orders, |s| match &self.pre {
+                Pre::Current(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_rebind(&mut *s, service_id, licence_id),
+                Pre::V0_1(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_rebind(&mut *s, service_id, licence_id),
+            })
     }
 
     /// Renews a placed module.
@@ -259,11 +335,19 @@ impl LoadedPlugin {
         grants: &Grants,
         service_id: &str,
         period: types::Months,
-    ) -> Called<Result<(), types::OrderError>> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders()
-                .call_renew(s, service_id, period)
-        })
+    ) -> Called<Result<orders::Renewed, types::OrderError>> {
+        self.harness
+            .call(grants, Hook::Orders, |s| match &self.pre {
+                Pre::Current(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_renew(&mut *s, service_id, period),
+                Pre::V0_1(pre) => Ok(pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_renew(&mut *s, service_id, period)?
+                    .map(|()| orders::Renewed { expires: None })),
+            })
     }
 
     /// Removes a placed module upstream.
@@ -272,150 +356,192 @@ impl LoadedPlugin {
         grants: &Grants,
         service_id: &str,
     ) -> Called<Result<(), types::OrderError>> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_remove(s, service_id)
-        })
+        self.harness
+            .call(grants, Hook::Orders, |s| match &self.pre {
+                Pre::Current(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_remove(&mut *s, service_id),
+                Pre::V0_1(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_remove(&mut *s, service_id),
+            })
     }
 
-    /// Fetches upstream's current costs.
+    /// Fetches upstream's current prices.
     pub fn upstream_costs(
         &self,
         grants: &Grants,
     ) -> Called<Result<Vec<orders::UpstreamOffer>, types::OrderError>> {
-        self.call(grants, Hook::Orders, |p, s| {
-            p.billing_reseller_orders().call_upstream_costs(s)
+        self.harness
+            .call(grants, Hook::Orders, |s| match &self.pre {
+                Pre::Current(pre) => pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_upstream_costs(&mut *s),
+                Pre::V0_1(pre) => Ok(pre
+                    .instantiate(&mut *s)?
+                    .billing_reseller_orders()
+                    .call_upstream_costs(&mut *s)?
+                    .map(|offers| offers.into_iter().map(old::upstream_offer).collect())),
+            })
+    }
+
+    /// Whether the plugin has the hooks that came with 0.2 (quote, suspend, resume, service,
+    /// services, balance): a plugin built against 0.1.0 does not.
+    pub fn has_lifecycle_hooks(&self) -> bool {
+        matches!(self.pre, Pre::Current(_))
+    }
+
+    /// A hook of the current contract only; `None` for a plugin built against 0.1.0.
+    fn current<R>(
+        &self,
+        grants: &Grants,
+        f: impl FnOnce(&bindings::Plugin, &mut Store<CallState>) -> wasmtime::Result<R>,
+    ) -> Option<Called<R>> {
+        let Pre::Current(pre) = &self.pre else {
+            return None;
+        };
+        Some(self.harness.call(grants, Hook::Orders, |s| {
+            let p = pre.instantiate(&mut *s)?;
+            f(&p, s)
+        }))
+    }
+
+    /// What renewing a placed module would cost and give, without doing it.
+    pub fn quote_renewal(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+        period: types::Months,
+    ) -> Option<Called<Result<orders::RenewalQuote, types::OrderError>>> {
+        self.current(grants, |p, s| {
+            p.billing_reseller_orders()
+                .call_quote_renewal(s, service_id, period)
         })
+    }
+
+    /// Suspends a placed module.
+    pub fn suspend(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+    ) -> Option<Called<Result<(), types::OrderError>>> {
+        self.current(grants, |p, s| {
+            p.billing_reseller_orders().call_suspend(s, service_id)
+        })
+    }
+
+    /// Resumes a suspended module.
+    pub fn resume(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+    ) -> Option<Called<Result<(), types::OrderError>>> {
+        self.current(grants, |p, s| {
+            p.billing_reseller_orders().call_resume(s, service_id)
+        })
+    }
+
+    /// One module service upstream, read.
+    pub fn service(
+        &self,
+        grants: &Grants,
+        service_id: &str,
+    ) -> Option<Called<Result<orders::UpstreamService, types::OrderError>>> {
+        self.current(grants, |p, s| {
+            p.billing_reseller_orders().call_service(s, service_id)
+        })
+    }
+
+    /// Every module service of the partner's account upstream, read.
+    pub fn services(
+        &self,
+        grants: &Grants,
+    ) -> Option<Called<Result<Vec<orders::UpstreamService>, types::OrderError>>> {
+        self.current(grants, |p, s| p.billing_reseller_orders().call_services(s))
+    }
+
+    /// The partner's upstream balance, read.
+    pub fn balance(
+        &self,
+        grants: &Grants,
+    ) -> Option<Called<Result<types::Money, types::OrderError>>> {
+        self.current(grants, |p, s| p.billing_reseller_orders().call_balance(s))
     }
 
     /// Instantiates the plugin in a fresh store and drops it, calling nothing: the fixed cost
     /// every call pays. For health checks and benchmarks.
     pub fn instantiate_only(&self, grants: &Grants) -> Called<()> {
-        let _slot = self.slots.acquire();
-        call::run(
-            &self.pre,
-            grants,
-            &self.limits,
-            Hook::Pricing,
-            |_, _| Ok(()),
-        )
+        self.harness
+            .call(grants, Hook::Pricing, |s| match &self.pre {
+                Pre::Current(pre) => pre.instantiate(s).map(drop),
+                Pre::V0_1(pre) => pre.instantiate(s).map(drop),
+            })
     }
+}
 
-    /// Runs `f` against a fresh instance in a fresh store, and counts the outcome.
-    fn call<R>(
-        &self,
-        grants: &Grants,
-        hook: Hook,
-        f: impl FnOnce(&Plugin, &mut wasmtime::Store<CallState>) -> wasmtime::Result<R>,
-    ) -> (Result<R, Fault>, Usage) {
-        let slot = self.slots.acquire();
-        let (result, usage) = call::run(&self.pre, grants, &self.limits, hook, f);
-        drop(slot);
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        if let Err(fault) = &result {
-            self.stats.faults.fetch_add(1, Ordering::Relaxed);
-            match fault {
-                Fault::Limit(hit) => {
-                    if let Some(i) = Limit::ALL.iter().position(|l| *l == hit.limit) {
-                        self.stats.limit_hits[i].fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::warn!(plugin = %self.name, limit = hit.limit.key(), "{hit}");
-                }
-                Fault::Guest { reason, stderr } => {
-                    tracing::warn!(plugin = %self.name, stderr = %stderr.escape_debug(), "the plugin failed: {reason}");
-                }
-                Fault::Host(e) => {
-                    tracing::error!(plugin = %self.name, "the host could not run the plugin: {e}")
-                }
-            }
+/// A pricing policy, ready to be instantiated for each call.
+pub struct LoadedPolicy {
+    harness: Harness,
+    pre: PricingPolicyPre<CallState>,
+    grants: Grants,
+}
+
+impl std::ops::Deref for LoadedPolicy {
+    type Target = Harness;
+
+    fn deref(&self) -> &Harness {
+        &self.harness
+    }
+}
+
+impl LoadedPolicy {
+    /// Loads a pricing policy from `bytes`, to run within `limits`; `name` identifies it in
+    /// logs. Anything else is refused.
+    pub fn load(
+        runtime: &Runtime,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+    ) -> Result<Self, LoadError> {
+        let (harness, instance_pre) = Harness::load(runtime, name, bytes, limits)?;
+        if harness.role() != Role::Policy {
+            return Err(LoadError::WrongRole(format!(
+                "it is a {}, not a pricing policy",
+                role_name(harness.role())
+            )));
         }
-        (result, usage)
-    }
-}
-
-/// The version of our package an import or export names, e.g. `0.1.0` in
-/// `billing:reseller/pricing@0.1.0`.
-fn contract_version(name: &str) -> Option<&str> {
-    let (interface, version) = name.split_once('@')?;
-    interface.strip_prefix(PACKAGE_NAME)?.strip_prefix('/')?;
-    Some(version)
-}
-
-/// Semver compatibility as Cargo has it: the same major version, and for 0.x the same minor.
-fn compatible(plugin: &str, host: &str) -> bool {
-    match (semver::Version::parse(plugin), semver::Version::parse(host)) {
-        (Ok(p), Ok(h)) if p.major == 0 && h.major == 0 => p.minor == h.minor,
-        (Ok(p), Ok(h)) => p.major == h.major,
-        _ => false,
-    }
-}
-
-fn granted(import: &str) -> bool {
-    let unversioned = import.split_once('@').map_or(import, |(name, _)| name);
-    OWN_IMPORTS.contains(&unversioned) || capabilities::wasi::GRANTED.contains(&unversioned)
-}
-
-/// Tells a component from a core module or another file before the compiler's message does.
-fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
-    const MAGIC: &[u8] = b"\0asm";
-    const CORE_MODULE: &[u8] = &[1, 0, 0, 0];
-    match (bytes.get(..4), bytes.get(4..8)) {
-        (Some(MAGIC), Some(CORE_MODULE)) => Err(LoadError::NotAComponent(
-            "it is a core wasm module, not a component; build it for wasm32-wasip2".to_owned(),
-        )),
-        (Some(MAGIC), Some(_)) => Ok(()),
-        _ => Err(LoadError::NotAComponent(
-            "it is not a WebAssembly file".to_owned(),
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_are_told_apart() {
-        assert!(
-            matches!(check_header(b"hello"), Err(LoadError::NotAComponent(m)) if m.contains("not a WebAssembly"))
-        );
-        assert!(
-            matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadError::NotAComponent(m)) if m.contains("core wasm module"))
-        );
-        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        let pre = PricingPolicyPre::new(instance_pre).map_err(|e| LoadError::Incompatible {
+            package: bindings::PACKAGE,
+            detail: root(&e),
+        })?;
+        let grants = Grants::for_policy(harness.name().clone());
+        Ok(LoadedPolicy {
+            harness,
+            pre,
+            grants,
+        })
     }
 
-    #[test]
-    fn only_granted_interfaces_at_any_version() {
-        assert!(granted("wasi:io/streams@0.2.6"));
-        assert!(granted("wasi:cli/stderr@0.2.0"));
-        assert!(granted("billing:reseller/catalogue@0.1.0"));
-        assert!(!granted("wasi:filesystem/types@0.2.6"));
-        assert!(!granted("wasi:sockets/tcp@0.2.6"));
-        assert!(!granted("wasi:clocks/wall-clock@0.2.6"));
-        assert!(!granted("wasi:random/random@0.2.6"));
-    }
-
-    #[test]
-    fn contract_versions_follow_semver() {
-        assert_eq!(
-            contract_version("billing:reseller/pricing@0.1.3"),
-            Some("0.1.3")
-        );
-        assert_eq!(contract_version("wasi:io/streams@0.2.6"), None);
-        assert_eq!(contract_version("billing:resellerx/pricing@9.0.0"), None);
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.7", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
-        assert!(!compatible("1.0.0", "0.1.0"));
-        assert!(compatible("1.4.0", "1.0.0"));
-        assert!(!compatible("garbage", "0.1.0"));
-    }
-
-    #[test]
-    fn digests_are_hex() {
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+    /// Prices `offers` with `settings` for `today`.
+    pub fn price(
+        &self,
+        offers: &[types::Offer],
+        settings: &str,
+        today: types::Date,
+    ) -> Called<Result<Vec<bindings::policy::OfferPrices>, types::PricingError>> {
+        self.harness.call(&self.grants, Hook::Pricing, |s| {
+            let p = self.pre.instantiate(&mut *s)?;
+            Ok(p.billing_reseller_policy()
+                .call_price(&mut *s, offers, settings, today)?
+                .map(|prices| {
+                    prices
+                        .into_iter()
+                        .map(crate::convert::offer_prices)
+                        .collect()
+                }))
+        })
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::catalogue::UpstreamTariff;
 use crate::money::{Money, Months};
 use OrderState::*;
 
@@ -723,6 +724,21 @@ pub(crate) fn amend_input_is_checked(store: &dyn OrderStore) {
     assert_eq!((moved.licence_id.as_str(), moved.state), ("C", New));
 }
 
+/// Upstream prices of these costs, without tariff details.
+pub(crate) fn prices_of(costs: &[UpstreamCost]) -> UpstreamPrices {
+    UpstreamPrices {
+        tariffs: Vec::new(),
+        costs: costs.to_vec(),
+    }
+}
+
+/// The stored costs and when they were fetched.
+pub(crate) fn stored_costs<S: CostStore + ?Sized>(
+    store: &S,
+) -> Result<Option<(Vec<UpstreamCost>, i64)>, StoreError> {
+    Ok(store.upstream()?.map(|(prices, at)| (prices.costs, at)))
+}
+
 /// Costs in EUR for the tests: (tariff, months, ten-thousandths).
 pub(crate) fn costs(list: &[(u64, i64, i64)]) -> Vec<UpstreamCost> {
     list.iter()
@@ -742,19 +758,19 @@ fn now_ms() -> i64 {
 }
 
 pub(crate) fn costs_are_replaced(store: &dyn CostStore) {
-    assert_eq!(store.upstream_costs().expect("read"), None, "never fetched");
+    assert_eq!(stored_costs(store).expect("read"), None, "never fetched");
 
     let before = now_ms();
     store
-        .replace_upstream_costs(&costs(&[
+        .replace_upstream(&prices_of(&costs(&[
             (55362, 12, 1_000_000),
             (55361, 3, 270_000),
             (55361, 1, 90_000),
             (7, 1, 0),
-        ]))
+        ])))
         .expect("replace");
     let after = now_ms();
-    let (stored, at) = store.upstream_costs().expect("read").expect("fetched");
+    let (stored, at) = stored_costs(store).expect("read").expect("fetched");
     assert_eq!(
         stored,
         costs(&[
@@ -774,14 +790,32 @@ pub(crate) fn costs_are_replaced(store: &dyn CostStore) {
         period: Months::MONTH,
         cost: Money::from_units(1, "USD").expect("money"),
     });
-    store.replace_upstream_costs(&second).expect("replace");
-    let (stored, at2) = store.upstream_costs().expect("read").expect("fetched");
+    store
+        .replace_upstream(&prices_of(&second))
+        .expect("replace");
+    let (stored, at2) = stored_costs(store).expect("read").expect("fetched");
     assert_eq!(stored, second, "everything replaced");
     assert!(at2 >= at);
 
+    // Tariffs are kept in upstream's order, with their names and trials.
+    let tariff = |tariff_id, name: &str, trial| UpstreamTariff {
+        tariff_id,
+        intname: name.to_lowercase(),
+        additionintname: name.to_owned(),
+        name: format!("{name} — «ру»"),
+        trial,
+    };
+    let with_tariffs = UpstreamPrices {
+        tariffs: vec![tariff(9, "Zeta", true), tariff(2, "Alpha", false)],
+        costs: costs(&[(2, 1, 5), (2, 1, 5)][..1]),
+    };
+    store.replace_upstream(&with_tariffs).expect("replace");
+    let (read, _) = store.upstream().expect("read").expect("fetched");
+    assert_eq!(read, with_tariffs);
+
     // An empty list is a fetch that found nothing, not "never fetched".
-    store.replace_upstream_costs(&[]).expect("replace");
-    let (stored, at3) = store.upstream_costs().expect("read").expect("fetched");
+    store.replace_upstream(&prices_of(&[])).expect("replace");
+    let (stored, at3) = stored_costs(store).expect("read").expect("fetched");
     assert!(stored.is_empty());
     assert!(at3 >= at2);
 }
@@ -799,27 +833,24 @@ pub(crate) fn invalid_costs_change_nothing(store: &dyn CostStore) {
     // Before any fetch: still never fetched.
     for (list, needle) in &cases {
         let err = store
-            .replace_upstream_costs(list)
+            .replace_upstream(&prices_of(list))
             .expect_err("invalid costs accepted");
         assert!(
             matches!(&err, StoreError::Invalid(m) if m.contains(needle)),
             "{err:?} lacks {needle:?}"
         );
     }
-    assert_eq!(store.upstream_costs().expect("read"), None);
+    assert_eq!(stored_costs(store).expect("read"), None);
 
     // After one: the previous costs stay, with their time.
-    store.replace_upstream_costs(&good).expect("replace");
-    let previous = store.upstream_costs().expect("read").expect("fetched");
+    store.replace_upstream(&prices_of(&good)).expect("replace");
+    let previous = stored_costs(store).expect("read").expect("fetched");
     for (list, _) in &cases {
         assert!(matches!(
-            store.replace_upstream_costs(list),
+            store.replace_upstream(&prices_of(list)),
             Err(StoreError::Invalid(_))
         ));
-        assert_eq!(
-            store.upstream_costs().expect("read").as_ref(),
-            Some(&previous)
-        );
+        assert_eq!(stored_costs(store).expect("read").as_ref(), Some(&previous));
     }
 }
 
@@ -828,10 +859,10 @@ pub(crate) fn costs_survive_reopening(open: &dyn Fn() -> Box<dyn CostStore>) {
     let list = costs(&[(2, 1, 5), (1, 6, 30)]);
     let stored = {
         let store = open();
-        store.replace_upstream_costs(&list).expect("replace");
-        store.upstream_costs().expect("read").expect("fetched")
+        store.replace_upstream(&prices_of(&list)).expect("replace");
+        stored_costs(&*store).expect("read").expect("fetched")
     };
     assert_eq!(stored.0, costs(&[(1, 6, 30), (2, 1, 5)]));
     let store = open();
-    assert_eq!(store.upstream_costs().expect("read"), Some(stored));
+    assert_eq!(stored_costs(&*store).expect("read"), Some(stored));
 }

@@ -1,0 +1,120 @@
+//! `billing:reseller/policy` as a protocol component imports it: the partner's pricing policy,
+//! joined to the protocol by the host.
+//!
+//! The host answers the protocol's call with the prices of the policy component configured for
+//! it ([`PolicyLink`]), which runs in a store of its own with its own limits. A policy is a pure
+//! function of the offers, the settings and the day, so its answers are kept: the policy runs
+//! once per catalogue version and day, whatever the number of price lists rendered. A policy
+//! that fails (a trap, a limit) fails the protocol's call with that fault, blamed on the policy.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::Budget;
+use crate::bindings::policy::{Host, OfferPrices};
+use crate::bindings::types::{Date, Offer, PricingError};
+use crate::runtime::{Fault, LoadedPolicy};
+
+/// A policy failed while a protocol asked it for prices: the partner's policy is to blame.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("the pricing policy failed: {0}")]
+pub struct PolicyFault(pub Fault);
+
+/// What a policy answered: prices, or its refusal.
+pub type Priced = Result<Vec<OfferPrices>, PricingError>;
+
+/// How many distinct inputs' answers are kept: the catalogue of the configuration in force, and
+/// a few more (another day, a query that priced a subset).
+const KEPT: usize = 4;
+
+/// A policy component joined to a protocol, and the answers it gave.
+pub struct PolicyLink {
+    policy: Arc<LoadedPolicy>,
+    kept: Mutex<Vec<(Input, Priced)>>,
+}
+
+/// What a policy prices.
+#[derive(Clone, PartialEq)]
+struct Input {
+    offers: Vec<Offer>,
+    settings: String,
+    today: Date,
+}
+
+impl PolicyLink {
+    /// Joins `policy`.
+    pub fn new(policy: Arc<LoadedPolicy>) -> Self {
+        PolicyLink {
+            policy,
+            kept: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The joined policy.
+    pub fn policy(&self) -> &Arc<LoadedPolicy> {
+        &self.policy
+    }
+
+    /// The policy's prices of `offers`: kept ones when it priced the same before, otherwise it
+    /// runs now (a fault is not kept: the next call tries again).
+    pub fn price(
+        &self,
+        offers: Vec<Offer>,
+        settings: String,
+        today: Date,
+    ) -> Result<Priced, Fault> {
+        let input = Input {
+            offers,
+            settings,
+            today,
+        };
+        if let Some((_, priced)) = self.lock().iter().find(|(i, _)| *i == input) {
+            return Ok(priced.clone());
+        }
+        let priced = self
+            .policy
+            .price(&input.offers, &input.settings, input.today)
+            .0?;
+        let mut kept = self.lock();
+        if kept.len() >= KEPT {
+            drop(kept.remove(0));
+        }
+        kept.push((input, priced.clone()));
+        Ok(priced)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Priced)>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One protocol call's access to its policy.
+pub struct PolicyCap {
+    link: Option<Arc<PolicyLink>>,
+    budget: Arc<Budget>,
+}
+
+impl PolicyCap {
+    /// Access to `link` (none for a whole plugin), counted against `budget`.
+    pub fn new(link: Option<Arc<PolicyLink>>, budget: Arc<Budget>) -> Self {
+        PolicyCap { link, budget }
+    }
+}
+
+impl Host for PolicyCap {
+    fn price(
+        &mut self,
+        offers: Vec<Offer>,
+        settings: String,
+        today: Date,
+    ) -> wasmtime::Result<Priced> {
+        self.budget.host_call(settings.len())?;
+        let Some(link) = &self.link else {
+            // A whole plugin never imports the policy: this one is not what it said it was.
+            return Ok(Err(PricingError::Other(
+                "no pricing policy is joined to this plugin".to_owned(),
+            )));
+        };
+        link.price(offers, settings, today)
+            .map_err(|fault| wasmtime::Error::new(PolicyFault(fault)))
+    }
+}
