@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod hostile;
+mod life;
 mod orders;
 mod pricelist;
 mod sandbox;

@@ -13,21 +13,21 @@ use crate::common::{BIN, Server};
 use serde_json::{Value, json};
 use upstream_sim::{Fault, FaultSpec, Simulator, State};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
-const PLACE: &str = "addition.order.param";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const PLACE: &str = "addition.order.param";
 
 /// What a test needs: a simulated upstream, a directory with a configuration and a database.
-struct Setup {
-    sim: upstream_sim::Handle,
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) sim: upstream_sim::Handle,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         Setup::with_state(State::default())
     }
 
-    fn with_state(state: State) -> Setup {
+    pub(crate) fn with_state(state: State) -> Setup {
         let sim = Simulator::start("127.0.0.1:0", state).expect("simulator");
         Setup {
             sim,
@@ -36,7 +36,7 @@ impl Setup {
     }
 
     /// Writes the configuration (upstream at `url`, `extra` appended) and returns its path.
-    fn config_for(&self, url: &str, extra: &str) -> PathBuf {
+    pub(crate) fn config_for(&self, url: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("reseller.toml");
         let text = format!(
             r#"
@@ -87,7 +87,7 @@ periods = [1, 12]
         path
     }
 
-    fn config(&self, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, extra: &str) -> PathBuf {
         let url = self.sim.billmgr_url();
         self.config_for(
             &url,
@@ -95,16 +95,16 @@ periods = [1, 12]
         )
     }
 
-    fn start(&self, config: &Path) -> Server {
+    pub(crate) fn start(&self, config: &Path) -> Server {
         Server::start_in(self.dir.path(), Some(config))
     }
 
-    fn count(&self, func: &str) -> usize {
+    pub(crate) fn count(&self, func: &str) -> usize {
         self.sim.sim().count(func)
     }
 
     /// Runs `reseller ARGS --config CONFIG` in the setup's directory.
-    fn reseller(&self, config: &Path, args: &[&str]) -> std::process::Output {
+    pub(crate) fn reseller(&self, config: &Path, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
             .current_dir(self.dir.path())
             .args(args)
@@ -115,7 +115,7 @@ periods = [1, 12]
     }
 
     /// Runs a CLI command that must succeed, and returns its JSON.
-    fn cli_json(&self, config: &Path, args: &[&str]) -> Value {
+    pub(crate) fn cli_json(&self, config: &Path, args: &[&str]) -> Value {
         let out = self.reseller(config, args);
         assert!(
             out.status.success(),
@@ -127,20 +127,20 @@ periods = [1, 12]
 }
 
 /// The billing system's side of the API.
-struct Api<'a> {
+pub(crate) struct Api<'a> {
     server: &'a Server,
     token: &'a str,
 }
 
 impl<'a> Api<'a> {
-    fn new(server: &'a Server) -> Self {
+    pub(crate) fn new(server: &'a Server) -> Self {
         Api {
             server,
             token: TOKEN,
         }
     }
 
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -165,21 +165,21 @@ impl<'a> Api<'a> {
         (status, value)
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, Some(&body.to_string()), Some(self.token))
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, None, Some(self.token))
     }
 
-    fn order(&self, id: &str) -> Value {
+    pub(crate) fn order(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/orders/{id}"));
         assert_eq!(status, 200, "{body}");
         body
     }
 
-    fn state(&self, id: &str) -> String {
+    pub(crate) fn state(&self, id: &str) -> String {
         self.order(id)["order"]["state"]
             .as_str()
             .expect("a state")
@@ -187,7 +187,7 @@ impl<'a> Api<'a> {
     }
 
     /// Waits until the order (with its history) is as `done` wants it, and returns it.
-    fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let order = self.order(id);
@@ -200,13 +200,13 @@ impl<'a> Api<'a> {
     }
 
     /// Waits until the order leaves `paid` and `placing`, and returns it.
-    fn settled(&self, id: &str) -> Value {
+    pub(crate) fn settled(&self, id: &str) -> Value {
         self.wait_for(id, |o| {
             !matches!(o["order"]["state"].as_str(), Some("paid" | "placing"))
         })
     }
 
-    fn paid(&self, id: &str) -> Value {
+    pub(crate) fn paid(&self, id: &str) -> Value {
         let (status, body) = self.post(&format!("/orders/{id}/paid"), json!({}));
         assert_eq!(status, 200, "{body}");
         body
@@ -214,7 +214,7 @@ impl<'a> Api<'a> {
 }
 
 /// Follows the panel's Buy button: answers (status, Location, body).
-fn buy(server: &Server, query: &str) -> (u16, String, String) {
+pub(crate) fn buy(server: &Server, query: &str) -> (u16, String, String) {
     let client = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -234,7 +234,7 @@ fn buy(server: &Server, query: &str) -> (u16, String, String) {
 }
 
 /// Records an order for `licence` and `module_id` through the redirect; returns its ID.
-fn order_for(server: &Server, licence: &str, module: &str, module_id: u64) -> String {
+pub(crate) fn order_for(server: &Server, licence: &str, module: &str, module_id: u64) -> String {
     let (status, location, body) = buy(
         server,
         &format!("module={module}&license={licence}&ip=192.0.2.10&module_id={module_id}"),
@@ -246,7 +246,7 @@ fn order_for(server: &Server, licence: &str, module: &str, module_id: u64) -> St
         .to_owned()
 }
 
-fn params_of(call: &upstream_sim::Call) -> Vec<(&str, &str)> {
+pub(crate) fn params_of(call: &upstream_sim::Call) -> Vec<(&str, &str)> {
     call.params
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -316,7 +316,9 @@ fn from_price_to_placed_exactly_once() {
         ("item", "184431"),
         ("period", "1"),
         ("pricelist", "55361"),
-        ("autoprolong", "1"),
+        // By default the module is not renewed from the partner's balance behind its back.
+        ("autoprolong", "null"),
+        ("remoteid", id.as_str()),
         ("skipbasket", "on"),
         ("sok", "ok"),
         ("out", "xml"),
@@ -358,6 +360,9 @@ fn from_price_to_placed_exactly_once() {
             "paid",
             "placing",
             "call addition.order.param",
+            "placed",
+            // The order's answer had no expiry date: the module's form is read for it.
+            "call addition.edit",
             "placed"
         ]
     );
@@ -501,11 +506,11 @@ fn an_in_doubt_order_retried_by_an_operator_is_placed() {
 
 #[test]
 fn refusals_fail_the_order_without_retrying() {
-    // No money upstream.
+    // No money upstream, and the host does not look at the balance before sending.
     let mut state = State::default();
     state.account.balance = "0.5000".parse().expect("amount");
     let setup = Setup::with_state(state);
-    let server = setup.start(&setup.config(""));
+    let server = setup.start(&setup.config("check_balance = false\n"));
     let api = Api::new(&server);
     let id = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&id);
@@ -536,6 +541,57 @@ fn refusals_fail_the_order_without_retrying() {
         (status, body["order"]["state"].as_str()),
         (200, Some("cancelled"))
     );
+}
+
+#[test]
+fn an_order_the_balance_cannot_cover_waits_instead_of_failing() {
+    let mut state = State::default();
+    state.account.balance = "0.5000".parse().expect("amount");
+    let setup = Setup::with_state(state);
+    let config = setup.config("");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "timeout_ms = 1500\n",
+            "timeout_ms = 1500\nbalance_alert = \"10.00\"\nbalance_max_age_s = 0\n",
+        ),
+    )
+    .expect("write");
+    let server = setup.start(&config);
+    let api = Api::new(&server);
+    let id = order_for(&server, "184431", "drweb-lite", 55361);
+    api.paid(&id);
+    let waiting = api.wait_for(&id, |o| !o["order"]["waiting"].is_null());
+    assert_eq!(waiting["order"]["state"], "paid");
+    let why = waiting["order"]["waiting"].as_str().unwrap_or_default();
+    assert!(why.contains("balance (0.5000 EUR)"), "{why}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(setup.count(PLACE), 0, "nothing was sent to fail");
+    let (status, body) = api.get("/balance");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["balance"]["balance"]["amount"], "0.5000");
+    assert_eq!(body["balance"]["low"], true);
+    let (_, events) = api.get("/events");
+    assert!(
+        events["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["type"] == "balance.low")),
+        "{events}"
+    );
+
+    // The partner tops up: the order goes.
+    let mut state = setup.sim.sim().state();
+    state.account.balance = "100.0000".parse().expect("amount");
+    setup.sim.sim().set_state(state).expect("state");
+    let placed = api.settled(&id);
+    assert_eq!(placed["order"]["state"], "placed", "{placed}");
+    assert!(placed["order"]["waiting"].is_null(), "{placed}");
+    assert_eq!(setup.count(PLACE), 1);
+    let output = setup.reseller(&config, &["balance"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("\"currency\": \"EUR\""), "{text}");
 }
 
 #[test]
@@ -680,7 +736,7 @@ fn placed_modules_are_rebound_renewed_and_removed_upstream() {
         .sim()
         .calls()
         .into_iter()
-        .find(|c| c.func == "addition.edit")
+        .find(|c| c.func == "addition.edit" && c.params.iter().any(|(k, _)| k == "sok"))
         .expect("edit");
     let params = params_of(&edit);
     for p in [("elid", "100001"), ("item", "184432"), ("sok", "ok")] {
@@ -709,8 +765,8 @@ fn placed_modules_are_rebound_renewed_and_removed_upstream() {
     );
     assert!(setup.sim.sim().services().is_empty());
     // Removing again changes nothing and sends nothing.
-    let (status, _) = api.post(&format!("/orders/{id}/remove"), json!({}));
-    assert_eq!(status, 200);
+    let (status, body) = api.post(&format!("/orders/{id}/remove"), json!({}));
+    assert_eq!((status, &body["replayed"]), (200, &json!(true)), "{body}");
     assert_eq!(setup.count("addition.delete"), 1);
     let (status, body) = api.post(&format!("/orders/{id}/renew"), json!({}));
     assert_eq!(
@@ -931,9 +987,17 @@ fn the_api_refuses_bad_tokens_and_bad_input_clearly() {
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    // None of it touched the order.
+    // None of it touched the order, or wrote anything upstream.
     assert_eq!(api.state(&id), "new");
-    assert!(setup.sim.sim().calls().is_empty());
+    let writes: Vec<String> = setup
+        .sim
+        .sim()
+        .calls()
+        .into_iter()
+        .map(|c| c.func)
+        .filter(|f| !["addition", "dashboard.info", "pricelist.export"].contains(&f.as_str()))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new());
 
     // Cancelled orders stay cancelled and cannot be paid.
     let (status, _) = api.post(&format!("/orders/{id}/cancel"), json!({}));
@@ -966,7 +1030,6 @@ fn bad_buy_redirects_are_explained_and_record_nothing() {
     let server = setup.start(&setup.config(""));
     let api = Api::new(&server);
     let cases = [
-        ("license=184431&module_id=55361", 400, "module"),
         ("module=drweb-lite&module_id=55361", 400, "license"),
         ("module=drweb-lite&license=184431", 400, "module_id"),
         (
@@ -990,14 +1053,14 @@ fn bad_buy_redirects_are_explained_and_record_nothing() {
             "not sold here",
         ),
         (
-            "module=ddos-guard&license=184431&module_id=55361",
+            "module=drweb-lite&license=184431&module_id=55361&period=7",
             400,
-            "not the name",
+            "not sold for 7 month",
         ),
         (
-            "module=%3Cscript%3Ealert(1)%3C/script%3E&license=184431&module_id=55361",
+            "module=%3Cscript%3E&license=%3Cscript%3E&module_id=55361",
             400,
-            "not the name",
+            "license",
         ),
     ];
     for (query, status, needle) in cases {
@@ -1009,6 +1072,22 @@ fn bad_buy_redirects_are_explained_and_record_nothing() {
     }
     let (_, list) = api.get("/orders");
     assert_eq!(list["orders"], json!([]));
+    // Every refusal is counted by reason, and logged with its parameters, escaped.
+    let (_, counts) = api.get("/buys");
+    let refused = &counts["buys"]["refused"];
+    assert_eq!(refused["invalid:license"], 3, "{counts}");
+    assert_eq!(refused["invalid:ip"], 1, "{counts}");
+    assert_eq!(refused["invalid:module_id"], 2, "{counts}");
+    assert_eq!(refused["invalid"], 2, "{counts}");
+    assert_eq!(counts["buys"]["accepted"], 0);
+    let log = server.log.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(log.contains("Buy refused"), "{log}");
+    assert!(
+        log.contains("license=18<4431")
+            || log.contains("license=18\\u{3c}4431")
+            || log.contains("18<4431"),
+        "{log}"
+    );
     // An order page for nothing.
     let page = crate::common::get(&server.url("/order/01JQ3V6K8Z9X4N2B7C5D0E1F2G"));
     assert_eq!(page.status, 404);
@@ -1125,8 +1204,11 @@ fn a_plugin_cannot_order_twice_or_talk_an_order_out_of_doubt() {
         let config = Config::from_file(&path).expect("config");
         let reseller = Arc::new(Reseller::new(Runtime::new(), config).expect("host"));
         let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
-        let desk = OrderDesk::new(reseller, store.clone(), store.clone()).expect("desk");
-        assert!(desk.become_placer().expect("the placer").is_empty());
+        let desk = OrderDesk::new(reseller, store.clone()).expect("desk");
+        assert_eq!(
+            desk.become_placer().expect("the placer"),
+            Default::default()
+        );
         let created = store
             .create_or_reuse_new(&NewOrder {
                 licence_id: "184431".to_owned(),
@@ -1136,6 +1218,8 @@ fn a_plugin_cannot_order_twice_or_talk_an_order_out_of_doubt() {
                 price: Money::from_units(36_000, "EUR").expect("money"),
                 period: Months::MONTH,
                 autoprolong: false,
+                module: None,
+                fields: Default::default(),
             })
             .expect("order");
         let id = created.order.id;

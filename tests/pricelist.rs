@@ -227,7 +227,6 @@ fn bad_input_answers_billmanager_error_documents() {
         "itemtype",
     );
     assert_eq!(value.as_deref(), Some("soft"));
-    assert_error(&q("func=pricelist.export"), 400, "missed", "itemtype");
     assert_error(
         &q("func=pricelist.export&itemtype=addition&out=html"),
         400,
@@ -239,12 +238,6 @@ fn bad_input_answers_billmanager_error_documents() {
         400,
         "value",
         "pricelist",
-    );
-    assert_error(
-        &q("func=pricelist.export&itemtype=addition&onlyavailable=yes"),
-        400,
-        "value",
-        "onlyavailable",
     );
     assert_error(&q("func=user.delete&elid=1"), 404, "value", "func");
     assert_error(&q("itemtype=addition"), 400, "missed", "func");
@@ -276,6 +269,45 @@ fn bad_input_answers_billmanager_error_documents() {
         "func",
     );
     assert_eq!(echoed.map(|v| v.len()), Some(64));
+}
+
+#[test]
+fn the_panel_is_served_on_every_path_leniently_and_errors_come_with_200() {
+    // The embedded defaults: BILLmanager's way, errors with HTTP 200.
+    let s = Server::start(None);
+    for path in ["/", "/billmgr", "/manager/billmgr"] {
+        let a = get(&s.url(&format!(
+            "{path}?func=pricelist.export&itemtype=addition&onlyavailable=on&lang=ru_RU"
+        )));
+        assert_eq!(a.status, 200, "{path}");
+        assert!(
+            a.body.contains("<pricelist><id>55361</id>"),
+            "{path}: {}",
+            a.body
+        );
+    }
+    // Without itemtype, with odd checkbox spellings and locales, in "simple JSON".
+    for query in [
+        "func=pricelist.export",
+        "func=pricelist.export&itemtype=addition&onlyavailable=YES&lang=en-US",
+        "func=pricelist.export&itemtype=addition&lang=xx_invalid_99",
+    ] {
+        let a = get(&s.url(&format!("/?{query}")));
+        assert_eq!(a.status, 200, "{query}");
+        assert!(a.body.contains("<id>55361</id>"), "{query}: {}", a.body);
+    }
+    let a = get(&s.url("/?func=pricelist.export&itemtype=addition&out=sjson"));
+    assert_eq!(a.content_type, "application/json; charset=utf-8");
+    let v: serde_json::Value = serde_json::from_str(&a.body).expect("JSON");
+    assert!(v["doc"]["pricelist"].is_array(), "{v}");
+    let a = get(&s.url("/?func=pricelist.export&itemtype=soft"));
+    assert_eq!(a.status, 200);
+    assert!(
+        a.body
+            .contains("<error type=\"value\" object=\"itemtype\">"),
+        "{}",
+        a.body
+    );
 }
 
 #[test]

@@ -56,56 +56,47 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every parameter, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
+    }
+
     /// Whether `name` was given at all.
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }
 
-    /// The document format asked for; XML when absent.
+    /// The document format asked for; XML when absent. `sjson` (BILLmanager's "simple JSON")
+    /// is answered with the JSON document: the only JSON shape the panel's protocol documents.
     pub fn format(&self) -> Result<Format, BillmgrError> {
-        match self.get("out") {
-            None | Some("xml") => Ok(Format::Xml),
-            Some("json") => Ok(Format::Json),
-            Some(other) => Err(BillmgrError::value("out", other, "expected xml or json")),
+        let Some(out) = self.get("out") else {
+            return Ok(Format::Xml);
+        };
+        match out.trim().to_ascii_lowercase().as_str() {
+            "" | "xml" => Ok(Format::Xml),
+            "json" | "sjson" => Ok(Format::Json),
+            _ => Err(BillmgrError::value("out", out, "expected xml or json")),
         }
     }
 
-    /// The `pricelist.export` query.
+    /// The `pricelist.export` query, read as leniently as BILLmanager reads it: without
+    /// `itemtype` the modules are listed (the only item type sold here), `onlyavailable`
+    /// takes any usual spelling of a checkbox, and a `lang` that is not a language code is
+    /// ignored.
     pub fn price_query(&self) -> Result<Query, BillmgrError> {
         let format = self.format()?;
-        let itemtype = self
-            .get("itemtype")
-            .ok_or_else(|| BillmgrError::missed("itemtype"))?;
-        let only_available = match self.get("onlyavailable") {
-            None | Some("off" | "") => false,
-            Some("on") => true,
-            Some(other) => {
-                return Err(BillmgrError::value(
-                    "onlyavailable",
-                    other,
-                    "expected on or off",
-                ));
-            }
+        let itemtype = match self.get("itemtype").map(str::trim) {
+            None | Some("") => MODULES,
+            Some(itemtype) => itemtype,
         };
-        let pricelist = match self.get("pricelist") {
+        let only_available = self.get("onlyavailable").is_some_and(checked);
+        let pricelist = match self.get("pricelist").map(str::trim) {
             None | Some("") => None,
             Some(id) => Some(id.parse::<u64>().map_err(|_| {
                 BillmgrError::value("pricelist", id, "expected a tariff ID (a whole number)")
             })?),
         };
-        let lang = match self.get("lang") {
-            None => None,
-            Some(l) if l.len() <= 8 && l.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') => {
-                Some(l.to_owned())
-            }
-            Some(l) => {
-                return Err(BillmgrError::value(
-                    "lang",
-                    l,
-                    "expected a language code such as en",
-                ));
-            }
-        };
+        let lang = self.get("lang").and_then(language);
         Ok(Query {
             itemtype: itemtype.to_owned(),
             only_available,
@@ -114,6 +105,26 @@ impl Params {
             lang,
         })
     }
+}
+
+/// The item type of modules, the only one sold here.
+pub const MODULES: &str = "addition";
+
+/// Whether a checkbox value means "checked": `on` as BILLmanager's forms send it, and the
+/// usual spellings of yes; anything else, as in BILLmanager, is unchecked.
+fn checked(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "yes" | "true" | "1" | "y"
+    )
+}
+
+/// The language of a locale in any usual form (`ru`, `en`, `ru_RU`, `en-US`, `RU`) as its
+/// lower-case primary code; `None` for anything that is not one.
+pub fn language(locale: &str) -> Option<String> {
+    let primary = locale.trim().split(['_', '-', '.', '@']).next()?;
+    ((2..=3).contains(&primary.len()) && primary.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| primary.to_ascii_lowercase())
 }
 
 /// Whether `content_type` is one of `format`'s: a plugin may not answer the panel with, say, an
@@ -321,18 +332,41 @@ mod tests {
     fn bad_parameters_name_the_field() {
         let object = |q: &str| params(q).price_query().expect_err(q).object;
         assert_eq!(object("out=html&itemtype=addition"), "out");
-        assert_eq!(object("out=xml"), "itemtype");
         assert_eq!(object("itemtype=addition&pricelist=abc"), "pricelist");
         assert_eq!(object("itemtype=addition&pricelist=-1"), "pricelist");
         assert_eq!(
             object("itemtype=addition&pricelist=99999999999999999999999"),
             "pricelist"
         );
-        assert_eq!(
-            object("itemtype=addition&onlyavailable=yes"),
-            "onlyavailable"
-        );
-        assert_eq!(object("itemtype=addition&lang=%3Cscript%3E"), "lang");
+    }
+
+    #[test]
+    fn the_query_is_read_as_leniently_as_billmanager_reads_it() {
+        let q = |text: &str| params(text).price_query().expect(text);
+        assert_eq!(q("out=xml").itemtype, MODULES, "no itemtype: the modules");
+        for yes in ["on", "ON", "yes", "true", "1"] {
+            assert!(q(&format!("onlyavailable={yes}")).only_available, "{yes}");
+        }
+        for no in ["off", "", "no", "false", "0", "maybe"] {
+            assert!(!q(&format!("onlyavailable={no}")).only_available, "{no}");
+        }
+        for (lang, code) in [
+            ("ru", Some("ru")),
+            ("en", Some("en")),
+            ("ru_RU", Some("ru")),
+            ("en-US", Some("en")),
+            ("RU", Some("ru")),
+            ("ru_RU.UTF-8", Some("ru")),
+            ("%3Cscript%3E", None),
+            ("ru1", None),
+            ("", None),
+            ("x", None),
+        ] {
+            assert_eq!(q(&format!("lang={lang}")).lang.as_deref(), code, "{lang}");
+        }
+        assert!(matches!(q("out=sjson").format, Format::Json));
+        assert!(matches!(q("out=JSON").format, Format::Json));
+        assert!(matches!(q("out=").format, Format::Xml));
     }
 
     #[test]

@@ -226,6 +226,120 @@ pub fn apply(config: &Config, upstream: &UpstreamPrices) -> Applied {
     }
 }
 
+/// One catalogue entry as `reseller prices import` writes it.
+#[derive(Serialize)]
+struct Entry {
+    intname: String,
+    additionintname: String,
+    name: String,
+    tariff: BTreeMap<&'static str, u64>,
+    cost: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct Entries {
+    catalogue: EntriesCatalogue,
+}
+
+#[derive(Serialize)]
+struct EntriesCatalogue {
+    modules: Vec<Entry>,
+}
+
+/// Catalogue entries (`[[catalogue.modules]]`, TOML) for the tariffs upstream lists and the
+/// catalogue lacks, with upstream's names and costs (in the catalogue's currency, converted
+/// with `catalogue.rates` when upstream has none in it); trials are left out. Tariffs that
+/// cannot be priced are named in comments. Empty when nothing is missing.
+pub fn import_entries(config: &Config, upstream: &UpstreamPrices) -> String {
+    let region = match config.catalogue.region {
+        crate::config::Region::Ru => "ru",
+        crate::config::Region::Eu => "eu",
+    };
+    let wanted = &config.catalogue.currency;
+    let mut modules = Vec::new();
+    let mut skipped = Vec::new();
+    for tariff in &upstream.tariffs {
+        if config.module_in_any_region(tariff.tariff_id).is_some() {
+            continue;
+        }
+        let costs: Vec<&UpstreamCost> = upstream
+            .costs
+            .iter()
+            .filter(|c| c.tariff_id == tariff.tariff_id)
+            .collect();
+        let in_currency =
+            |currency: &Currency, rate: Option<Decimal>| -> Option<Vec<(Months, Amount)>> {
+                let picked: Vec<(Months, Amount)> = costs
+                    .iter()
+                    .filter(|c| &c.cost.currency == currency)
+                    .map(|c| {
+                        Some((
+                            c.period,
+                            match rate {
+                                Some(r) => convert(c.cost.amount, r)?,
+                                None => c.cost.amount,
+                            },
+                        ))
+                    })
+                    .collect::<Option<_>>()?;
+                (!picked.is_empty()).then_some(picked)
+            };
+        let priced = in_currency(wanted, None).or_else(|| {
+            config
+                .catalogue
+                .rates
+                .iter()
+                .find_map(|(currency, rate)| in_currency(currency, Some(rate.0)))
+        });
+        let Some(priced) = priced.filter(|p| p.iter().any(|(m, _)| *m == Months::MONTH)) else {
+            skipped.push(format!(
+                "# tariff {} ({}): no monthly cost in {wanted} (add a rate to catalogue.rates)",
+                tariff.tariff_id,
+                tariff.name.replace('\n', " ")
+            ));
+            continue;
+        };
+        let cost = priced
+            .iter()
+            .map(|(months, amount)| {
+                let key = match months.get() {
+                    1 => "month".to_owned(),
+                    12 => "year".to_owned(),
+                    n => n.to_string(),
+                };
+                (key, amount.to_string())
+            })
+            .collect();
+        let name_or = |text: &str, fallback: String| {
+            if text.trim().is_empty() {
+                fallback
+            } else {
+                text.to_owned()
+            }
+        };
+        modules.push(Entry {
+            intname: name_or(&tariff.intname, format!("tariff-{}", tariff.tariff_id)),
+            additionintname: name_or(&tariff.additionintname, "addition".to_owned()),
+            name: name_or(&tariff.name, format!("Tariff {}", tariff.tariff_id)),
+            tariff: BTreeMap::from([(region, tariff.tariff_id)]),
+            cost,
+        });
+    }
+    let mut out = String::new();
+    if !modules.is_empty() {
+        let entries = Entries {
+            catalogue: EntriesCatalogue { modules },
+        };
+        // Plain strings and integers always serialise.
+        out.push_str(&toml::to_string(&entries).unwrap_or_default());
+    }
+    for line in skipped {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// `amount` of another currency in the catalogue's, at `rate`, rounded to the nearest
 /// ten-thousandth (halves away from zero); `None` when it does not fit.
 fn convert(amount: Amount, rate: Decimal) -> Option<Amount> {

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::limits::Limits;
 use crate::money::{Amount, Currency, Months};
@@ -26,9 +26,21 @@ pub const DEFAULT_FUNCTIONS: &[&str] = &[
     "addition.order.param",
     "addition.edit",
     "service.prolong",
+    "addition.suspend",
+    "addition.resume",
     "addition.delete",
+    "addition",
+    "dashboard.info",
     "pricelist.export",
 ];
+
+/// The functions that only read, whatever their parameters: the price list, the list of the
+/// partner's modules, the account's dashboard (its balance).
+pub const DEFAULT_READ_FUNCTIONS: &[&str] = &["pricelist.export", "addition", "dashboard.info"];
+
+/// The forms that only read when sent without `sok`: a module's edit form, and the renewal
+/// form (the quote).
+pub const DEFAULT_FORM_FUNCTIONS: &[&str] = &["addition.edit", "service.prolong"];
 
 /// A configuration that could not be read, named by file and key.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +112,9 @@ pub struct Config {
     /// Orders: where they are kept and how they are placed.
     #[serde(default)]
     pub orders: OrdersConfig,
+    /// Events for the billing system.
+    #[serde(default)]
+    pub events: EventsConfig,
     /// The modules the partner resells.
     pub catalogue: CatalogueConfig,
     /// The plugin's pricing settings, passed to it as they are.
@@ -120,6 +135,11 @@ pub struct Server {
     pub max_query_bytes: usize,
     /// Price lists kept once rendered, per configuration and plugin; 0 renders every request.
     pub answer_cache: usize,
+    /// More paths that serve the panel (price export and Buy) besides `/`, `/billmgr` and
+    /// `/manager/billmgr`, e.g. `/billing/ispmanager`; each one's order pages are beside it.
+    pub paths: Vec<String>,
+    /// The HTTP status of the panel's error documents.
+    pub panel_errors: PanelErrors,
 }
 
 impl Default for Server {
@@ -128,9 +148,26 @@ impl Default for Server {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_query_bytes: 4096,
             answer_cache: 256,
+            paths: Vec::new(),
+            panel_errors: PanelErrors::Billmanager,
         }
     }
 }
+
+/// The HTTP status the panel's error documents are sent with.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PanelErrors {
+    /// `200`, as BILLmanager sends them: a client reads the `<error>` of any answer, and one
+    /// that reads the body of a `200` only still sees the message.
+    #[default]
+    Billmanager,
+    /// `4xx` for the caller's mistakes, `5xx` for the partner's.
+    Http,
+}
+
+/// The paths that always serve the panel.
+pub const PANEL_PATHS: &[&str] = &["/", "/billmgr", "/manager/billmgr"];
 
 /// `[plugin]`
 #[derive(Clone, Debug, Deserialize)]
@@ -227,8 +264,20 @@ pub struct UpstreamConfig {
     pub max_answer_bytes: usize,
     /// The BILLmanager functions a plugin may call.
     pub functions: Vec<String>,
+    /// The functions that never change anything upstream: a call of one is never a reason
+    /// to doubt an order.
+    pub read_functions: Vec<String>,
+    /// The forms that change nothing when sent without `sok`.
+    pub form_functions: Vec<String>,
     /// Fetch upstream's prices every this many minutes while serving; 0 only on demand.
     pub prices_refresh_minutes: u64,
+    /// Read the partner's balance every this many minutes while serving (automatic mode);
+    /// 0 only on demand.
+    pub balance_minutes: u64,
+    /// Warn (log and `balance.low` event) when the balance falls below this amount.
+    pub balance_alert: Option<Amount>,
+    /// A balance read longer ago than this (seconds) is read again before placing.
+    pub balance_max_age_s: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -242,7 +291,18 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 5_000,
             max_answer_bytes: 1 << 20,
             functions: DEFAULT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect(),
+            read_functions: DEFAULT_READ_FUNCTIONS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
+            form_functions: DEFAULT_FORM_FUNCTIONS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect(),
             prices_refresh_minutes: 0,
+            balance_minutes: 60,
+            balance_alert: None,
+            balance_max_age_s: 300,
         }
     }
 }
@@ -316,7 +376,10 @@ pub struct OrdersConfig {
     pub checkout_url: Option<String>,
     /// The period a Buy redirect orders; its price is the price list's for it.
     pub period_months: Months,
-    /// Order with `autoprolong` equal to the period (`true`) or `null` (`false`).
+    /// Order with `autoprolong` equal to the period (`true`: upstream renews the module from
+    /// the partner's balance every period, whether or not the end user pays the partner
+    /// again) or `null` (`false`, the default: the module is renewed when the billing system
+    /// says the end user paid for it).
     pub autoprolong: bool,
     /// The wait before the first retry of an order whose request never left, in milliseconds;
     /// it doubles with every attempt.
@@ -327,6 +390,96 @@ pub struct OrdersConfig {
     pub max_attempts: u32,
     /// How often the placement worker looks for paid orders that are due, in milliseconds.
     pub poll_ms: u64,
+    /// Hold a paid order whose upstream cost the partner's balance cannot cover, instead of
+    /// sending it to fail.
+    pub check_balance: bool,
+    /// Announce a renewal as due (`renewal.due`) this many days before the expiry.
+    pub renewal_notice_days: u32,
+    /// What happens to a module not renewed by its expiry (after `lapse_grace_days`).
+    pub lapse: Lapse,
+    /// Days after the expiry before the lapse policy acts.
+    pub lapse_grace_days: u32,
+    /// Sync the expiry and status of placed modules with upstream every this many minutes
+    /// (automatic mode); 0 turns it off.
+    pub sync_minutes: u64,
+    /// Reconcile an order or operation in doubt this many seconds after it arose, and at most
+    /// this often (read-only; resolved only when found under its `remoteid`); 0 turns it off.
+    pub reconcile_after_s: u64,
+    /// Cancel an unpaid order this many hours after its Buy; 0 keeps them.
+    pub unpaid_expiry_hours: u64,
+    /// Delete orders cancelled without ever being paid this many days later; 0 keeps them.
+    pub purge_after_days: u64,
+    /// Buy redirects accepted per client address per minute; 0 is unlimited.
+    pub buys_per_address_per_minute: u32,
+    /// Buy redirects accepted per licence per minute; 0 is unlimited.
+    pub buys_per_licence_per_minute: u32,
+}
+
+/// What happens to a module its end user did not renew by its expiry.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Lapse {
+    /// Nothing is sent: it expires upstream by itself. Reported (`order.lapsed`).
+    #[default]
+    Expire,
+    /// It is suspended upstream.
+    Suspend,
+    /// It is removed upstream.
+    Remove,
+}
+
+/// `[events]`: events for the billing system, delivered to a webhook and served at
+/// `/api/v1/events`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Where to `POST` each event; without it events are only served to those who poll.
+    pub webhook_url: Option<String>,
+    /// The HMAC key of `X-Reseller-Signature`. Prefer `secret_env`.
+    pub secret: Option<Secret>,
+    /// The name of an environment variable holding the key.
+    pub secret_env: Option<String>,
+    /// The longest one delivery may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often the outbox is looked at, in milliseconds.
+    pub poll_ms: u64,
+    /// Days events are kept; 0 keeps them.
+    pub keep_days: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            webhook_url: None,
+            secret: None,
+            secret_env: None,
+            timeout_ms: 10_000,
+            poll_ms: 1_000,
+            keep_days: 30,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The configured webhook, if any.
+    pub fn webhook(&self) -> Result<Option<crate::orders::events::Webhook>, String> {
+        let Some(url) = &self.webhook_url else {
+            return Ok(None);
+        };
+        let secret = match (&self.secret, &self.secret_env) {
+            (Some(Secret(s)), None) => s.clone(),
+            (None, Some(var)) => std::env::var(var)
+                .map_err(|_| format!("the environment variable {var} is not set"))?,
+            _ => return Err("set events.secret or events.secret_env, not both".to_owned()),
+        };
+        crate::orders::events::Webhook::new(
+            url,
+            secret.as_bytes(),
+            std::time::Duration::from_millis(self.timeout_ms),
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
+    }
 }
 
 impl Default for OrdersConfig {
@@ -336,11 +489,21 @@ impl Default for OrdersConfig {
             database: PathBuf::from("reseller-orders.sqlite3"),
             checkout_url: None,
             period_months: Months::MONTH,
-            autoprolong: true,
+            autoprolong: false,
             retry_initial_ms: 2_000,
             retry_max_ms: 300_000,
             max_attempts: 8,
             poll_ms: 1_000,
+            check_balance: true,
+            renewal_notice_days: 7,
+            lapse: Lapse::Expire,
+            lapse_grace_days: 0,
+            sync_minutes: 360,
+            reconcile_after_s: 300,
+            unpaid_expiry_hours: 72,
+            purge_after_days: 30,
+            buys_per_address_per_minute: 30,
+            buys_per_licence_per_minute: 10,
         }
     }
 }
@@ -414,6 +577,41 @@ pub struct Module {
     /// Whether it can be ordered now.
     #[serde(default = "yes")]
     pub orderable: bool,
+    /// The module's own order fields, sent upstream with the order (BitNinja's
+    /// `bitninja_email`).
+    #[serde(default)]
+    pub fields: Vec<OrderField>,
+}
+
+/// `[[catalogue.modules.fields]]`: an order field a module needs.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderField {
+    /// Its name upstream, e.g. `bitninja_email`: letters, digits and `_`.
+    pub name: String,
+    /// What the buyer is asked, e.g. "Email for BitNinja notifications".
+    pub label: String,
+    /// A regular expression the whole value must match.
+    pub pattern: Option<String>,
+    /// Whether an order cannot be placed without it.
+    #[serde(default = "yes")]
+    pub required: bool,
+}
+
+impl OrderField {
+    /// Checks a value: not longer than an order field may be, without control characters,
+    /// and matching the pattern. The pattern was compiled when the configuration was read.
+    pub fn accepts(&self, value: &str) -> bool {
+        let pattern = self.pattern.as_deref().map(anchored);
+        value.len() <= crate::orders::MAX_FIELD_LEN
+            && !value.chars().any(char::is_control)
+            && pattern.is_none_or(|p| regex::Regex::new(&p).is_ok_and(|re| re.is_match(value)))
+    }
+}
+
+/// A field pattern that must match the whole value.
+fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
 }
 
 fn yes() -> bool {
@@ -591,12 +789,28 @@ impl Config {
         {
             return err("upstream", &"time-outs and sizes must be above 0");
         }
+        for (i, path) in self.server.paths.iter().enumerate() {
+            if let Err(why) = panel_path(path) {
+                return err(&format!("server.paths[{i}]"), &why);
+            }
+        }
         if let Some(token) = &self.api.token
             && token.0.trim().len() < 16
         {
             return err("api.token", &"use at least 16 characters");
         }
         self.validate_orders()?;
+        if let Some(url) = &self.events.webhook_url {
+            if let Err(why) = web_url(url) {
+                return err("events.webhook_url", &why);
+            }
+            if let Err(why) = self.events.webhook() {
+                return err("events.secret", &why);
+            }
+        }
+        if self.events.timeout_ms == 0 {
+            return err("events.timeout_ms", &"must be above 0");
+        }
         let mut intnames = HashSet::new();
         let mut tariffs = HashSet::new();
         for (i, m) in self.catalogue.modules.iter().enumerate() {
@@ -619,6 +833,26 @@ impl Config {
             };
             if !tariffs.insert(tariff) {
                 return err(&key("tariff"), &format!("tariff {tariff} is listed twice"));
+            }
+            let mut names = HashSet::new();
+            for (j, field) in m.fields.iter().enumerate() {
+                let key = |k: &str| format!("catalogue.modules[{i}].fields[{j}].{k}");
+                let plain = (1..=64).contains(&field.name.len())
+                    && field
+                        .name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !plain {
+                    return err(&key("name"), &"letters, digits and _, at most 64");
+                }
+                if !names.insert(field.name.as_str()) {
+                    return err(&key("name"), &format!("`{}` is listed twice", field.name));
+                }
+                if let Some(pattern) = &field.pattern
+                    && let Err(e) = regex::Regex::new(&anchored(pattern))
+                {
+                    return err(&key("pattern"), &format!("not a regular expression: {e}"));
+                }
             }
         }
         Ok(())
@@ -729,6 +963,32 @@ impl Config {
         // A TOML table always has a JSON form (dates become strings the plugin may refuse).
         serde_json::to_string(&self.pricing).unwrap_or_else(|_| "{}".to_owned())
     }
+}
+
+/// Checks a path that serves the panel: absolute, without a query, of plain segments; it may
+/// not be one of the API's or the order pages'.
+fn panel_path(path: &str) -> Result<(), &'static str> {
+    let segments: Vec<&str> = path
+        .strip_prefix('/')
+        .ok_or("must start with /")?
+        .split('/')
+        .collect();
+    let plain = |s: &&str| {
+        !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    };
+    if path.len() > 200 || !segments.iter().all(plain) {
+        return Err(
+            "expected a path of plain segments (letters, digits, - _ . ~), e.g. /billing/ispmanager",
+        );
+    }
+    if matches!(segments.first(), Some(&"api" | &"order")) || segments.contains(&"order") {
+        return Err("/api and order pages are the host's own");
+    }
+    Ok(())
 }
 
 /// Checks that `url` is an absolute `http://` or `https://` URL with a host.

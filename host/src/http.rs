@@ -1,12 +1,12 @@
 //! The partner-facing HTTP endpoints. `GET` or `POST /billmgr` dispatches on `func`, as
 //! BILLmanager does; every failure is answered with a BILLmanager error document.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRef, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, FromRef, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -14,9 +14,10 @@ use tokio::net::TcpListener;
 
 use crate::billmgr::{BillmgrError, Params, content_type_matches};
 use crate::bindings::pricing::Format;
+use crate::config::{PANEL_PATHS, PanelErrors};
 use crate::convert::pricing_error;
 use crate::orders::buy::{BuyRequest, checkout_url};
-use crate::orders::page::{error_page, order_page};
+use crate::orders::page::{FormField, OrderForm, error_page, order_page};
 use crate::orders::{DeskError, OrderDesk, OrderId};
 use crate::reseller::{ExportError, Reseller};
 
@@ -27,6 +28,59 @@ pub struct AppState {
     pub reseller: Arc<Reseller>,
     /// The orders; without them the Buy redirect and the order API answer "unavailable".
     pub orders: Option<Arc<OrderDesk>>,
+    /// How many Buys a client address and a licence may make.
+    pub buy_limits: Arc<BuyLimits>,
+}
+
+/// Rate limits on Buy redirects, per client address and per licence (`orders.buys_per_…`), so
+/// that one client cannot fill the order database.
+pub struct BuyLimits {
+    by_address: Option<governor::DefaultKeyedRateLimiter<IpAddr>>,
+    by_licence: Option<governor::DefaultKeyedRateLimiter<String>>,
+}
+
+impl BuyLimits {
+    fn new(orders: &crate::config::OrdersConfig) -> BuyLimits {
+        let quota = |n: u32| {
+            std::num::NonZeroU32::new(n).map(|n| governor::Quota::per_minute(n).allow_burst(n))
+        };
+        BuyLimits {
+            by_address: quota(orders.buys_per_address_per_minute).map(governor::RateLimiter::keyed),
+            by_licence: quota(orders.buys_per_licence_per_minute).map(governor::RateLimiter::keyed),
+        }
+    }
+
+    /// Takes one Buy from the client's and the licence's allowance, or says which is spent.
+    fn check(&self, client: Option<IpAddr>, licence: &str) -> Result<(), String> {
+        if let (Some(limiter), Some(ip)) = (&self.by_address, client)
+            && limiter.check_key(&ip).is_err()
+        {
+            return Err(format!("too many Buys from {ip}"));
+        }
+        if let Some(limiter) = &self.by_licence
+            && limiter.check_key(&licence.to_owned()).is_err()
+        {
+            return Err(format!("too many Buys for licence {licence}"));
+        }
+        // Keep the tables bounded under many addresses and licences.
+        for len in [
+            self.by_address.as_ref().map(|l| l.len()),
+            self.by_licence.as_ref().map(|l| l.len()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if len > 100_000 {
+                if let Some(l) = &self.by_address {
+                    l.retain_recent();
+                }
+                if let Some(l) = &self.by_licence {
+                    l.retain_recent();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl FromRef<AppState> for Arc<Reseller> {
@@ -47,15 +101,40 @@ pub fn router(reseller: Arc<Reseller>) -> Router {
 }
 
 /// Every route: prices, the Buy redirect and order pages, and the billing system's API.
+///
+/// The panel is served on `/`, `/billmgr`, `/manager/billmgr` and every path of
+/// `server.paths`: whatever URL the partner registers with ispmanager works. Each path's order
+/// pages are beside it (`/billing/isp` → `/billing/order/ID`), where the Buy's relative
+/// redirect leads.
 pub fn app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
-    Router::new()
-        .route("/billmgr", any(billmgr))
-        .route("/manager/billmgr", any(billmgr))
-        .route("/order/{id}", get(order))
-        .route("/manager/order/{id}", get(order))
+    let config = reseller.active().config().clone();
+    let mut router = Router::new();
+    let mut order_pages = std::collections::BTreeSet::new();
+    let configured = config.server.paths.iter().map(String::as_str);
+    let paths: std::collections::BTreeSet<&str> =
+        PANEL_PATHS.iter().copied().chain(configured).collect();
+    for path in paths {
+        router = router.route(path, any(billmgr));
+        let dir = &path[..=path.rfind('/').unwrap_or_default()];
+        order_pages.insert(format!("{dir}order/{{id}}"));
+    }
+    for page in order_pages {
+        router = router.route(&page, get(order).post(order_update));
+    }
+    let limits = BuyLimits::new(&config.orders);
+    router
         .nest("/api/v1", crate::api::routes::<AppState>())
-        .fallback(|| async { answer_error(&BillmgrError::not_found(), Format::Xml) })
-        .with_state(AppState { reseller, orders })
+        .fallback(not_found)
+        .with_state(AppState {
+            reseller,
+            orders,
+            buy_limits: Arc::new(limits),
+        })
+}
+
+async fn not_found(State(state): State<AppState>) -> Response {
+    let style = state.reseller.active().config().server.panel_errors;
+    panel_error(&BillmgrError::not_found(), Format::Xml, style)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -73,9 +152,12 @@ pub async fn serve_router(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Binds `addr`, logging the address actually bound (useful with port 0).
@@ -87,30 +169,33 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 async fn billmgr(
     State(state): State<AppState>,
+    extensions: axum::http::Extensions,
     method: axum::http::Method,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Response {
-    let max = state.reseller.active().config().server.max_query_bytes;
+    let server = state.reseller.active().config().server.clone();
+    let (max, style) = (server.max_query_bytes, server.panel_errors);
     let query = query.unwrap_or_default();
     if query.len() > max {
-        return answer_error(&BillmgrError::too_long(max), Format::Xml);
+        return panel_error(&BillmgrError::too_long(max), Format::Xml, style);
     }
     let form = match method {
         axum::http::Method::GET | axum::http::Method::HEAD => Bytes::new(),
         axum::http::Method::POST => {
             match axum::body::to_bytes(body, max.saturating_sub(query.len())).await {
                 Ok(form) => form,
-                Err(_) => return answer_error(&BillmgrError::too_long(max), Format::Xml),
+                Err(_) => return panel_error(&BillmgrError::too_long(max), Format::Xml, style),
             }
         }
         _ => {
-            let mut response = answer_error(
+            let mut response = panel_error(
                 &BillmgrError {
                     status: 405,
                     ..BillmgrError::value("method", method.as_str(), "use GET or POST")
                 },
                 Format::Xml,
+                style,
             );
             response
                 .headers_mut()
@@ -120,13 +205,18 @@ async fn billmgr(
     };
     let params = Params::parse(&[query.as_bytes(), &form]);
     // The panel's Buy button: a browser, not a BILLmanager client.
-    if params.get("func").is_none() && (params.has("module") || params.has("license")) {
-        return buy(state.orders, &params).await;
+    if params.get("func").is_none()
+        && (params.has("module") || params.has("license") || params.has("module_id"))
+    {
+        let client = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        return buy(state, client, &params).await;
     }
     let format = params.format().unwrap_or(Format::Xml);
     match dispatch(state.reseller, &params).await {
         Ok(response) => response,
-        Err(e) => answer_error(&e, format),
+        Err(e) => panel_error(&e, format, style),
     }
 }
 
@@ -177,9 +267,10 @@ async fn price_export(reseller: Arc<Reseller>, params: &Params) -> Result<Respon
     }
 }
 
-/// The Buy redirect: records the order and sends the browser on to the checkout.
-async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
-    let Some(desk) = orders else {
+/// The Buy redirect: records the order and sends the browser on to the checkout. A refused
+/// Buy is counted and logged with its reason and parameters.
+async fn buy(state: AppState, client: Option<IpAddr>, params: &Params) -> Response {
+    let Some(desk) = state.orders else {
         return html(
             StatusCode::SERVICE_UNAVAILABLE,
             error_page(
@@ -188,18 +279,28 @@ async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
             ),
         );
     };
-    let request = match BuyRequest::parse(|name| params.get(name)) {
+    let request = match BuyRequest::parse(params.pairs()) {
         Ok(request) => request,
         Err(e) => {
+            let message = format!("The parameter `{}` is {}.", e.field, e.message);
+            desk.refused_buy(&format!("invalid:{}", e.field), &message, params.pairs());
             return html(
                 StatusCode::BAD_REQUEST,
-                error_page(
-                    "This order link is not valid",
-                    &format!("The parameter `{}` is {}.", e.field, e.message),
-                ),
+                error_page("This order link is not valid", &message),
             );
         }
     };
+    if let Err(limited) = state.buy_limits.check(client, &request.licence_id) {
+        desk.refused_buy("rate_limited", &limited, params.pairs());
+        let mut response = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            error_page("Too many orders at once", "Please try again in a minute."),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return response;
+    }
     let task_desk = desk.clone();
     let created = tokio::task::spawn_blocking(move || task_desk.buy(&request)).await;
     let created = match created {
@@ -249,20 +350,15 @@ async fn buy(orders: Option<Arc<OrderDesk>>, params: &Params) -> Response {
     response
 }
 
-/// The host's own order page.
+/// The host's own order page: what was ordered and where it stands; while unpaid (or waiting
+/// for them), a form for the period and the module's order fields.
 async fn order(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let not_found = || {
-        html(
-            StatusCode::NOT_FOUND,
-            error_page("No such order", "Check the link you followed."),
-        )
-    };
     let (Some(desk), Ok(id)) = (state.orders, OrderId::parse(&id)) else {
-        return not_found();
+        return order_not_found();
     };
-    match tokio::task::spawn_blocking(move || desk.get(&id)).await {
-        Ok(Ok(order)) => html(StatusCode::OK, order_page(&order)),
-        Ok(Err(DeskError::NotFound)) => not_found(),
+    match tokio::task::spawn_blocking(move || order_view(&desk, &id)).await {
+        Ok(Ok(page)) => html(StatusCode::OK, page),
+        Ok(Err(DeskError::NotFound)) => order_not_found(),
         Ok(Err(e)) => {
             tracing::error!("showing an order: {e}");
             failed_page()
@@ -272,6 +368,119 @@ async fn order(State(state): State<AppState>, Path(id): Path<String>) -> Respons
             failed_page()
         }
     }
+}
+
+fn order_view(desk: &OrderDesk, id: &OrderId) -> Result<String, DeskError> {
+    let order = desk.get(id)?;
+    let form = order_form(desk, &order);
+    Ok(order_page(&order, form.as_ref(), None))
+}
+
+/// The choices the order page offers for `order`, if it offers any.
+fn order_form(desk: &OrderDesk, order: &crate::orders::Order) -> Option<OrderForm> {
+    use crate::orders::OrderState;
+    let active = desk.reseller().active();
+    let config = active.config();
+    let module = config.module(order.tariff_id)?;
+    let fields = matches!(order.state, OrderState::New | OrderState::Paid).then(|| {
+        module
+            .fields
+            .iter()
+            .map(|f| FormField {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                value: order.fields.get(&f.name).cloned().unwrap_or_default(),
+                required: f.required,
+            })
+            .collect::<Vec<_>>()
+    });
+    let periods = if order.state == OrderState::New {
+        let doc = active
+            .export_prices(&crate::convert::panel_query(Some(order.tariff_id), true))
+            .ok()?;
+        (1..=120)
+            .filter_map(|m| crate::money::Months::new(m).ok())
+            .filter_map(|m| {
+                crate::orders::buy::price_in_list(&doc.body, order.tariff_id, m).map(|p| (m, p))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let fields = fields.unwrap_or_default();
+    (!fields.is_empty() || periods.len() > 1).then_some(OrderForm { periods, fields })
+}
+
+/// The order page's form: the buyer chooses a period and gives the module's order fields.
+async fn order_update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (Some(desk), Ok(id)) = (state.orders, OrderId::parse(&id)) else {
+        return order_not_found();
+    };
+    if body.len() > 16 * 1024 {
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error_page("Too much", "The form is too large."),
+        );
+    }
+    let params = Params::parse(&[&body]);
+    let task = tokio::task::spawn_blocking(move || {
+        let period = match params.get("period").filter(|p| !p.is_empty()) {
+            Some(p) => Some(p.parse::<crate::money::Months>().map_err(|_| {
+                DeskError::Invalid("period: a number of months, 1 to 120".to_owned())
+            })?),
+            None => None,
+        };
+        let fields: Vec<(String, String)> = params
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k != "period")
+            .cloned()
+            .collect();
+        match desk.set_details(&id, period, Some(&fields), "buyer") {
+            Ok(order) => Ok(Ok(order)),
+            Err(DeskError::Invalid(m)) => {
+                let order = desk.get(&id)?;
+                let form = order_form(&desk, &order);
+                Ok(Err(order_page(&order, form.as_ref(), Some(&m))))
+            }
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    match task {
+        Ok(Ok(Ok(order))) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(value) = HeaderValue::from_str(order.id.as_str()) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Ok(Ok(Err(page))) => html(StatusCode::BAD_REQUEST, page),
+        Ok(Err(DeskError::NotFound)) => order_not_found(),
+        Ok(Err(DeskError::Conflict { message, .. })) => html(
+            StatusCode::CONFLICT,
+            error_page("This order cannot change now", &message),
+        ),
+        Ok(Err(e)) => {
+            tracing::error!("changing an order: {e}");
+            failed_page()
+        }
+        Err(e) => {
+            tracing::error!("the order form task failed: {e}");
+            failed_page()
+        }
+    }
+}
+
+fn order_not_found() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        error_page("No such order", "Check the link you followed."),
+    )
 }
 
 /// The page for a failure of the host: the details are in its log only.
@@ -311,6 +520,18 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// An error document for the panel, with the status `style` says.
+pub(crate) fn panel_error(e: &BillmgrError, format: Format, style: PanelErrors) -> Response {
+    match style {
+        PanelErrors::Http => answer_error(e, format),
+        PanelErrors::Billmanager => {
+            let (content_type, body) = e.render(format);
+            document(StatusCode::OK, content_type, body)
+        }
+    }
+}
+
+/// An error document with the HTTP status of its kind.
 pub(crate) fn answer_error(e: &BillmgrError, format: Format) -> Response {
     let (content_type, body) = e.render(format);
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -350,12 +571,14 @@ mod tests {
 
     const TOKEN: &str = "router-token-0123456789";
 
-    /// One host for every test: loading the plugin is the slow part.
+    /// One host for every test: loading the plugin is the slow part. Its panel errors carry
+    /// HTTP statuses, so that each refusal's kind shows.
     fn reseller(api: bool) -> Arc<Reseller> {
         static WITH: OnceLock<Arc<Reseller>> = OnceLock::new();
         static WITHOUT: OnceLock<Arc<Reseller>> = OnceLock::new();
         let load = |extra: &str| {
-            let text = format!("{DEFAULTS}\n{extra}");
+            let http = DEFAULTS.replace("[server]\n", "[server]\npanel_errors = \"http\"\n");
+            let text = format!("{http}\n{extra}");
             let config = Config::parse(&text, Source::Embedded).expect("config");
             Arc::new(Reseller::new(Runtime::new(), config).expect("reseller"))
         };
@@ -409,7 +632,6 @@ mod tests {
     async fn panel_errors_are_billmanager_documents_in_the_asked_format() {
         let app = || app(reseller(false), None);
         let cases: &[(&str, u16, &str, &str)] = &[
-            ("/billmgr?func=pricelist.export", 400, "missed", "itemtype"),
             ("/billmgr?itemtype=addition", 400, "missed", "func"),
             ("/billmgr?func=nope", 404, "value", "func"),
             (
@@ -457,6 +679,37 @@ mod tests {
         let v: Value = serde_json::from_slice(&reply.body).expect("JSON");
         assert_eq!(v["doc"]["error"]["$type"], "value");
         assert_eq!(v["doc"]["error"]["$object"], "itemtype");
+    }
+
+    #[tokio::test]
+    async fn by_default_errors_come_with_200_as_billmanager_sends_them() {
+        let config = Config::parse(
+            &DEFAULTS.replace("[server]\n", "[server]\npaths = [\"/billing/isp\"]\n"),
+            Source::Embedded,
+        )
+        .expect("config");
+        assert_eq!(config.server.panel_errors, PanelErrors::Billmanager);
+        let host = Arc::new(Reseller::new(Runtime::new(), config).expect("reseller"));
+        for uri in [
+            "/billmgr?func=nope",
+            "/?func=pricelist.export&out=html",
+            "/elsewhere",
+        ] {
+            let reply = send(app(host.clone(), None), get(uri)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{uri}");
+            assert!(!xml_error(&reply.body).0.is_empty(), "{uri}");
+        }
+        // The panel's query on every path a partner may register.
+        for path in ["/", "/billmgr", "/manager/billmgr", "/billing/isp"] {
+            let uri = format!(
+                "{path}?func=pricelist.export&itemtype=addition&onlyavailable=on&lang=ru_RU"
+            );
+            let reply = send(app(host.clone(), None), get(&uri)).await;
+            let text = String::from_utf8(reply.body).expect("UTF-8");
+            assert!(text.contains("<pricelist><id>55361</id>"), "{uri}: {text}");
+        }
+        let reply = send(app(host.clone(), None), get("/billing/other")).await;
+        assert_eq!(xml_error(&reply.body).1, "path");
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ pub mod catalogue;
 pub mod check;
 pub mod config;
 pub mod convert;
+pub mod dates;
 pub mod http;
 pub mod limits;
 pub mod money;

@@ -10,14 +10,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use reseller_host::bindings::pricing;
-use reseller_host::config::{Config, OrderMode};
+use reseller_host::config::Config;
 use reseller_host::convert::panel_query;
-use reseller_host::money::Months;
-use reseller_host::orders::placement::Attempt;
-use reseller_host::orders::{ListFilter, OrderDesk, OrderId, OrderState, worker};
+use reseller_host::orders::{OrderDesk, worker};
 use reseller_host::runtime::Runtime;
 use reseller_host::{Reseller, check, http};
 use tracing_subscriber::EnvFilter;
+
+mod cli;
+use cli::{OrdersCommand, PricesCommand};
 
 /// Resell ispmanager modules from your own billing: answers the panel's `pricelist.export`
 /// with your prices, computed by a sandboxed wasm plugin.
@@ -84,6 +85,15 @@ enum Command {
         #[command(subcommand)]
         command: OrdersCommand,
     },
+    /// The partner's balance upstream: the last reading, or a fresh one.
+    Balance {
+        /// Configuration file (TOML); the embedded defaults when absent.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Read it from upstream now.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Upstream's prices: what the catalogue's costs are marked up from.
     Prices {
         /// Configuration file (TOML); the embedded defaults when absent.
@@ -103,90 +113,6 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
-}
-
-#[derive(Subcommand)]
-enum OrdersCommand {
-    /// List orders, newest first.
-    List {
-        /// Only orders in this state (new, paid, placing, placed, failed, in_doubt, cancelled,
-        /// removed).
-        #[arg(long)]
-        state: Option<OrderState>,
-        /// Only orders for this licence.
-        #[arg(long)]
-        licence: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-    },
-    /// Show an order and its history (transitions and upstream calls).
-    Show {
-        /// The order ID.
-        id: OrderId,
-    },
-    /// The user paid: mark the order paid. In automatic mode it is placed now, or by the
-    /// running server.
-    Paid {
-        /// The order ID.
-        id: OrderId,
-    },
-    /// An operator placed the order by hand, or found an in-doubt order upstream.
-    Placed {
-        /// The order ID.
-        id: OrderId,
-        /// The module's service ID upstream.
-        service_id: String,
-    },
-    /// Bind a placed module to another licence.
-    Rebind {
-        /// The order ID.
-        id: OrderId,
-        /// The new licence ID.
-        licence: String,
-        /// The new licence's IP.
-        #[arg(long)]
-        ip: Option<std::net::IpAddr>,
-    },
-    /// Renew a placed module.
-    Renew {
-        /// The order ID.
-        id: OrderId,
-        /// Months; the order's period when absent.
-        #[arg(long)]
-        period: Option<Months>,
-    },
-    /// Remove a placed module upstream.
-    Remove {
-        /// The order ID.
-        id: OrderId,
-    },
-    /// Cancel an order that is not placed (unpaid, paid and waiting, or failed).
-    Cancel {
-        /// The order ID.
-        id: OrderId,
-    },
-    /// Queue a failed order again, or an in-doubt one once you have checked upstream.
-    Retry {
-        /// The order ID.
-        id: OrderId,
-        /// You checked upstream: the module was not ordered. Required for an in-doubt order.
-        #[arg(long)]
-        absent_upstream: bool,
-    },
-    /// Try to place a paid order now (automatic mode; refused while a server places the
-    /// orders of this database, since it does that itself).
-    Place {
-        /// The order ID.
-        id: OrderId,
-    },
-}
-
-#[derive(Subcommand)]
-enum PricesCommand {
-    /// Fetch upstream's prices (`pricelist.export` upstream, through the plugin) and make the
-    /// catalogue's costs follow them; kept in the order database for later starts.
-    Refresh,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -258,12 +184,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let database = active.config().order_database();
             let mode = active.config().order_mode();
             drop(active);
-            // The one placer of this database; the orders a stopped one left placing are in doubt.
-            let in_doubt = desk.become_placer()?;
+            // The one placer of this database; what a stopped one left is settled first.
+            let interrupted = desk.become_placer()?;
             tracing::info!(
                 database = %database.display(),
                 ?mode,
-                interrupted = in_doubt.len(),
+                in_doubt = interrupted.in_doubt.len() + interrupted.operations_in_doubt.len(),
+                requeued = interrupted.requeued.len(),
                 "orders ready"
             );
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -274,6 +201,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reload_on_hangup(reseller.clone());
                 tokio::spawn(worker::run(desk.clone()));
                 tokio::spawn(worker::run_price_refresh(desk.clone()));
+                tokio::spawn(worker::run_lifecycle(desk.clone()));
+                tokio::spawn(worker::run_webhooks(desk.clone()));
                 #[cfg(feature = "bench")]
                 let app = reseller_host::bench::router(reseller, Some(desk), handler);
                 #[cfg(not(feature = "bench"))]
@@ -316,14 +245,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Orders { config, command } => {
             let desk = open_desk(config)?;
-            print_json(&orders(&desk, command)?)
+            print_json(&cli::orders(&desk, command)?)
         }
-        Command::Prices { config, command } => match command {
-            PricesCommand::Refresh => {
-                let desk = open_desk(config)?;
-                print_json(&serde_json::to_value(desk.refresh_prices()?)?)
+        Command::Balance { config, fresh } => {
+            let desk = open_desk(config)?;
+            print_json(&cli::balance(&desk, fresh)?)
+        }
+        Command::Prices { config, command } => {
+            let desk = open_desk(config)?;
+            match cli::prices(&desk, command)? {
+                Ok(json) => print_json(&json),
+                Err(toml) => {
+                    std::io::stdout().lock().write_all(toml.as_bytes())?;
+                    Ok(())
+                }
             }
-        },
+        }
         Command::Reload { config, url } => {
             let config = Config::from_file(&config)?;
             let token = config
@@ -366,64 +303,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-const ACTOR: &str = "cli";
-
-fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<serde_json::Value> {
-    use serde_json::json;
-    let one = |order: reseller_host::orders::Order| json!({ "order": order });
-    Ok(match command {
-        OrdersCommand::List {
-            state,
-            licence,
-            limit,
-        } => {
-            let filter = ListFilter {
-                state,
-                licence_id: licence,
-                limit,
-            };
-            let orders = desk.list(&filter)?;
-            json!({ "orders": orders })
-        }
-        OrdersCommand::Show { id } => {
-            json!({"order": desk.get(&id)?, "history": desk.history(&id)?})
-        }
-        OrdersCommand::Paid { id } => {
-            let marked = desk.mark_paid(&id, ACTOR)?;
-            // Placed now unless a running server places the orders of this database: then its
-            // worker takes it within orders.poll_ms.
-            let order = if marked.changed
-                && desk.mode() == OrderMode::Automatic
-                && desk.become_placer().is_ok()
-            {
-                match desk.place(&id, ACTOR)? {
-                    Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => order,
-                }
-            } else {
-                marked.order
-            };
-            json!({"order": order, "changed": marked.changed})
-        }
-        OrdersCommand::Placed { id, service_id } => {
-            one(desk.mark_placed(&id, &service_id, ACTOR)?)
-        }
-        OrdersCommand::Rebind { id, licence, ip } => one(desk.rebind(&id, &licence, ip, ACTOR)?),
-        OrdersCommand::Renew { id, period } => one(desk.renew(&id, period, ACTOR)?),
-        OrdersCommand::Remove { id } => one(desk.remove(&id, ACTOR)?),
-        OrdersCommand::Cancel { id } => one(desk.cancel(&id, ACTOR)?),
-        OrdersCommand::Retry {
-            id,
-            absent_upstream,
-        } => one(desk.retry(&id, absent_upstream, ACTOR)?),
-        OrdersCommand::Place { id } => {
-            desk.become_placer()?;
-            match desk.place(&id, ACTOR)? {
-                Attempt::Settled { order, .. } | Attempt::NotClaimed(order) => one(order),
-            }
-        }
-    })
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {

@@ -26,6 +26,7 @@ use crate::orders::OrderDesk;
 use crate::reseller::{Active, Reseller};
 use crate::runtime::Harness;
 
+mod lifecycle;
 mod orders;
 
 /// An API error: HTTP status, stable code, message.
@@ -85,6 +86,7 @@ where
         .route("/plugin", get(plugin_info))
         .route("/plugin/reload", post(reload))
         .merge(orders::routes())
+        .merge(lifecycle::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })

@@ -1,7 +1,6 @@
 //! `/api/v1/orders…` and `/api/v1/prices/refresh`: the order operations of [`OrderDesk`] for
 //! the partner's billing system. Every answer is JSON; every error has a stable `code`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -26,12 +25,9 @@ where
 {
     Router::new()
         .route("/orders", get(list))
-        .route("/orders/{id}", get(show))
+        .route("/orders/{id}", get(show).patch(details))
         .route("/orders/{id}/paid", post(paid))
         .route("/orders/{id}/placed", post(placed))
-        .route("/orders/{id}/rebind", post(rebind))
-        .route("/orders/{id}/renew", post(renew))
-        .route("/orders/{id}/remove", post(remove))
         .route("/orders/{id}/cancel", post(cancel))
         .route("/orders/{id}/retry", post(retry))
         .route("/prices/refresh", post(refresh_prices))
@@ -50,6 +46,8 @@ impl From<DeskError> for ApiError {
                 UpstreamOutcome::InDoubt => (StatusCode::BAD_GATEWAY, "upstream_in_doubt"),
             },
             DeskError::Plugin(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
+            DeskError::NoOperation => (StatusCode::NOT_FOUND, "operation_not_found"),
+            DeskError::OperationOpen { .. } => (StatusCode::CONFLICT, "operation_open"),
             DeskError::Internal(_) | DeskError::Config(_) => {
                 tracing::error!("order API: {e}");
                 return ApiError::internal();
@@ -60,7 +58,7 @@ impl From<DeskError> for ApiError {
 }
 
 /// The order ID of the path, checked before anything else of the request is read.
-struct OrderPath(OrderId);
+pub(super) struct OrderPath(pub(super) OrderId);
 
 impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
     type Rejection = ApiError;
@@ -78,7 +76,10 @@ impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
 struct ListQuery {
     state: Option<String>,
     licence: Option<String>,
+    tariff: Option<u64>,
+    expires_by: Option<String>,
     limit: Option<u32>,
+    offset: Option<u32>,
 }
 
 async fn list(Desk(desk): Desk, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json<Value>, ApiError> {
@@ -89,6 +90,15 @@ async fn list(Desk(desk): Desk, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json
             .transpose()
             .map_err(|e| ApiError::invalid_request(e.to_string()))?,
         licence_id: q.licence,
+        tariff_id: q.tariff,
+        expires_by: q
+            .expires_by
+            .as_deref()
+            .map(super::lifecycle::parse_date)
+            .transpose()?,
+        offset: q.offset.unwrap_or(0),
+        created_from_ms: None,
+        created_to_ms: None,
         limit: match q.limit {
             None => ListFilter::default().limit,
             Some(l) if (1..=MAX_LIST_LIMIT).contains(&l) => l,
@@ -104,33 +114,44 @@ async fn list(Desk(desk): Desk, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json
 }
 
 async fn show(Desk(desk): Desk, OrderPath(id): OrderPath) -> Result<Json<Value>, ApiError> {
-    let (order, history) =
-        blocking(move || Ok::<_, DeskError>((desk.get(&id)?, desk.history(&id)?))).await?;
-    Ok(Json(json!({"order": order, "history": history})))
+    let (order, history, operations) = blocking(move || {
+        Ok::<_, DeskError>((desk.get(&id)?, desk.history(&id)?, desk.operations(&id)?))
+    })
+    .await?;
+    Ok(Json(
+        json!({"order": order, "history": history, "operations": operations}),
+    ))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Empty {}
+struct Details {
+    period: Option<Months>,
+    fields: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Changes what an unpaid order asks for (its period) or gives the module's order fields.
+async fn details(
+    Desk(desk): Desk,
+    OrderPath(id): OrderPath,
+    ApiJson(Details { period, fields }): ApiJson<Details>,
+) -> Result<Json<Value>, ApiError> {
+    let order = blocking(move || {
+        let fields: Option<Vec<(String, String)>> = fields.map(|f| f.into_iter().collect());
+        desk.set_details(&id, period, fields.as_deref(), ACTOR)
+    })
+    .await?;
+    Ok(Json(json!({ "order": order })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Empty {}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Placed {
     service_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rebind {
-    licence: String,
-    #[serde(default)]
-    ip: Option<IpAddr>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Renew {
-    period: Option<Months>,
 }
 
 #[derive(Deserialize)]
@@ -141,7 +162,7 @@ struct Retry {
 }
 
 /// Who the order history says acted.
-const ACTOR: &str = "api";
+pub(super) const ACTOR: &str = "api";
 
 async fn paid(
     Desk(desk): Desk,
@@ -160,33 +181,6 @@ async fn placed(
     ApiJson(Placed { service_id }): ApiJson<Placed>,
 ) -> Result<Json<Value>, ApiError> {
     let order = blocking(move || desk.mark_placed(&id, &service_id, ACTOR)).await?;
-    Ok(Json(json!({ "order": order })))
-}
-
-async fn rebind(
-    Desk(desk): Desk,
-    OrderPath(id): OrderPath,
-    ApiJson(Rebind { licence, ip }): ApiJson<Rebind>,
-) -> Result<Json<Value>, ApiError> {
-    let order = blocking(move || desk.rebind(&id, &licence, ip, ACTOR)).await?;
-    Ok(Json(json!({ "order": order })))
-}
-
-async fn renew(
-    Desk(desk): Desk,
-    OrderPath(id): OrderPath,
-    ApiJson(Renew { period }): ApiJson<Renew>,
-) -> Result<Json<Value>, ApiError> {
-    let order = blocking(move || desk.renew(&id, period, ACTOR)).await?;
-    Ok(Json(json!({ "order": order })))
-}
-
-async fn remove(
-    Desk(desk): Desk,
-    OrderPath(id): OrderPath,
-    ApiJson(Empty {}): ApiJson<Empty>,
-) -> Result<Json<Value>, ApiError> {
-    let order = blocking(move || desk.remove(&id, ACTOR)).await?;
     Ok(Json(json!({ "order": order })))
 }
 

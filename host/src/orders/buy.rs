@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{Created, DeskError, NewOrder, Order, OrderStore};
+use super::{Created, DeskError, NewOrder, Order, OrderFields, OrderStore};
 use crate::convert::panel_query;
 use crate::money::{Amount, Currency, Money, Months};
 use crate::reseller::Active;
@@ -32,14 +32,19 @@ pub fn is_licence_id(id: &str) -> bool {
 /// A Buy redirect's parameters, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BuyRequest {
-    /// `module`: the module's service name (`intname` or `additionintname`).
-    pub module: String,
+    /// `module` as the panel sent it (control characters replaced, cut at
+    /// [`MAX_MODULE_LEN`]); not what decides the module: `module_id` does.
+    pub module: Option<String>,
     /// `license`: the panel's licence ID.
     pub licence_id: String,
     /// `ip`: the licence's IP, when sent.
     pub licence_ip: Option<IpAddr>,
-    /// `module_id`: the module's tariff ID.
+    /// `module_id`: the module's tariff ID, in either region.
     pub tariff_id: u64,
+    /// `period`: the months asked for, when a partner's page lets the buyer choose.
+    pub period: Option<Months>,
+    /// Every other parameter, by name: the module's own order fields among them.
+    pub extra: Vec<(String, String)>,
 }
 
 /// A parameter of the redirect that is missing or wrong.
@@ -59,31 +64,41 @@ fn bad(field: &'static str, message: impl Into<String>) -> BadParam {
     }
 }
 
+/// The parameters a Buy takes itself; the others may be order fields.
+const BUY_PARAMS: &[&str] = &["module", "license", "ip", "module_id", "period", "func"];
+
 impl BuyRequest {
-    /// Checks the redirect's parameters, given by `get` (the first value of each name).
-    pub fn parse<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<BuyRequest, BadParam> {
-        let module = get("module").map(str::trim).unwrap_or_default();
-        if module.is_empty() {
-            return Err(bad("module", "missing"));
-        }
-        if module.len() > MAX_MODULE_LEN || module.chars().any(char::is_control) {
-            return Err(bad("module", "not a module name"));
-        }
-        let licence_id = get("license").map(str::trim).unwrap_or_default();
+    /// Checks the redirect's parameters `params` (the first value of each name counts).
+    pub fn parse(params: &[(String, String)]) -> Result<BuyRequest, BadParam> {
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim())
+        };
+        let module = get("module").filter(|m| !m.is_empty()).map(|m| {
+            let clean: String = m
+                .chars()
+                .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+                .collect();
+            let end = clean.floor_char_boundary(MAX_MODULE_LEN);
+            clean[..end].to_owned()
+        });
+        let licence_id = get("license").unwrap_or_default();
         if licence_id.is_empty() {
             return Err(bad("license", "missing"));
         }
         if !is_licence_id(licence_id) {
             return Err(bad("license", LICENCE_RULE));
         }
-        let licence_ip = match get("ip").map(str::trim) {
+        let licence_ip = match get("ip") {
             None | Some("") => None,
             Some(ip) => Some(
                 ip.parse::<IpAddr>()
                     .map_err(|_| bad("ip", "not an IP address"))?,
             ),
         };
-        let module_id = get("module_id").map(str::trim).unwrap_or_default();
+        let module_id = get("module_id").unwrap_or_default();
         if module_id.is_empty() {
             return Err(bad("module_id", "missing"));
         }
@@ -92,35 +107,145 @@ impl BuyRequest {
             .ok()
             .filter(|id| *id > 0 && i64::try_from(*id).is_ok())
             .ok_or_else(|| bad("module_id", "not a module ID"))?;
+        let period = match get("period") {
+            None | Some("") => None,
+            Some(p) => Some(
+                p.parse::<Months>()
+                    .map_err(|_| bad("period", "a number of months, 1 to 120"))?,
+            ),
+        };
+        let mut extra: Vec<(String, String)> = Vec::new();
+        for (name, value) in params {
+            if !BUY_PARAMS.contains(&name.as_str()) && !extra.iter().any(|(n, _)| n == name) {
+                extra.push((name.clone(), value.trim().to_owned()));
+            }
+        }
         Ok(BuyRequest {
-            module: module.to_owned(),
+            module,
             licence_id: licence_id.to_owned(),
             licence_ip,
             tariff_id,
+            period,
+            extra,
         })
     }
 }
 
+/// Why a Buy was refused, for the count a partner watches: lost sales.
+pub fn refusal_reason(e: &DeskError) -> &'static str {
+    match e {
+        DeskError::Invalid(_) => "invalid",
+        DeskError::Unavailable(_) => "unavailable",
+        _ => "failed",
+    }
+}
+
+/// What became of the Buy redirects since the host started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BuyCounts {
+    /// Buys that recorded (or found) an order.
+    pub accepted: u64,
+    /// Accepted Buys whose `module` did not name the module of their `module_id`.
+    pub module_mismatch: u64,
+    /// Accepted Buys whose `module_id` was the module's ID in the other region.
+    pub other_region: u64,
+    /// Refused Buys, by reason (`invalid:<parameter>`, `not_sold`, `unavailable`,
+    /// `rate_limited`, `failed`).
+    pub refused: std::collections::BTreeMap<String, u64>,
+}
+
+/// The counters behind [`BuyCounts`].
+#[derive(Debug, Default)]
+pub struct BuyStats(std::sync::Mutex<BuyCounts>);
+
+impl BuyStats {
+    fn with(&self, f: impl FnOnce(&mut BuyCounts)) {
+        f(&mut self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// The counts now.
+    pub fn counts(&self) -> BuyCounts {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Counts a refused Buy and logs it with its reason and raw parameters (escaped, cut), so
+    /// that a partner sees lost sales.
+    pub fn refused(&self, reason: &str, detail: &str, params: &[(String, String)]) {
+        let raw: Vec<String> = params
+            .iter()
+            .take(16)
+            .map(|(k, v)| {
+                let show = |t: &str| {
+                    let t: String = t.chars().take(128).collect();
+                    t.escape_debug().to_string()
+                };
+                format!("{}={}", show(k), show(v))
+            })
+            .collect();
+        tracing::warn!(reason, params = %raw.join("&"), "Buy refused: {detail}");
+        self.with(|c| *c.refused.entry(reason.to_owned()).or_default() += 1);
+    }
+
+    /// Counts what a recorded Buy found.
+    pub(crate) fn accepted(&self, mismatch: bool, other_region: bool) {
+        self.with(|c| {
+            c.accepted += 1;
+            c.module_mismatch += u64::from(mismatch);
+            c.other_region += u64::from(other_region);
+        });
+    }
+}
+
+/// What recording a Buy found, besides the order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// `module` did not name the module.
+    pub mismatch: bool,
+    /// `module_id` was the other region's.
+    pub other_region: bool,
+}
+
 /// Records the order of a Buy redirect — or returns the unpaid one already recorded for the
-/// same licence and module. The price is the one the partner's price list shows for the
-/// configured period.
+/// same Buy (licence, IP, module, period). `module_id` decides the module, in either region;
+/// a `module` that does not name it is logged, not refused. The period is the one asked for,
+/// else `orders.period_months`, else one month when the module has no price for that; the
+/// price is the one the partner's price list shows for it.
 pub fn record(
     active: &Active,
     store: &dyn OrderStore,
     request: &BuyRequest,
-) -> Result<Created, DeskError> {
+) -> Result<(Created, Matched), DeskError> {
     let config = active.config();
-    let module = config.module(request.tariff_id).ok_or_else(|| {
-        DeskError::Invalid(format!("module_id: {} is not sold here", request.tariff_id))
-    })?;
-    let named = [&module.intname, &module.additionintname]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(&request.module));
-    if !named {
-        return Err(DeskError::Invalid(format!(
-            "module: `{}` is not the name of module {}",
-            request.module, request.tariff_id
-        )));
+    let module = config
+        .module_in_any_region(request.tariff_id)
+        .ok_or_else(|| {
+            DeskError::Invalid(format!("module_id: {} is not sold here", request.tariff_id))
+        })?;
+    let tariff_id = config.tariff_id(module);
+    let matched = Matched {
+        mismatch: request.module.as_deref().is_none_or(|m| {
+            ![&module.intname, &module.additionintname]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(m))
+        }),
+        other_region: tariff_id != request.tariff_id,
+    };
+    if matched.mismatch {
+        tracing::warn!(
+            module_id = request.tariff_id,
+            module = request
+                .module
+                .as_deref()
+                .map(|m| m.escape_debug().to_string()),
+            expected = module.intname,
+            "a Buy's module does not name the module of its module_id; ordering by module_id"
+        );
     }
     if !module.orderable {
         return Err(DeskError::Unavailable(format!(
@@ -128,29 +253,77 @@ pub fn record(
             module.name
         )));
     }
-    let months = config.orders.period_months;
+    let fields = order_fields(module, &request.extra)?;
     let doc = active
-        .export_prices(&panel_query(Some(request.tariff_id), true))
+        .export_prices(&panel_query(Some(tariff_id), true))
         .map_err(|e| {
             tracing::error!("pricing a Buy redirect: {e}");
             DeskError::Unavailable("the price of this module cannot be computed now".to_owned())
         })?;
-    let price = price_in_list(&doc.body, request.tariff_id, months).ok_or_else(|| {
-        DeskError::Unavailable(format!(
-            "{} has no price for {months} month(s) in the price list",
-            module.name
-        ))
-    })?;
+    let asked = request.period.unwrap_or(config.orders.period_months);
+    let (months, price) = match price_in_list(&doc.body, tariff_id, asked) {
+        Some(price) => (asked, price),
+        None if request.period.is_none() => {
+            let price = price_in_list(&doc.body, tariff_id, Months::MONTH).ok_or_else(|| {
+                DeskError::Unavailable(format!("{} has no price in the price list", module.name))
+            })?;
+            (Months::MONTH, price)
+        }
+        None => {
+            return Err(DeskError::Invalid(format!(
+                "period: {} is not sold for {asked} month(s)",
+                module.name
+            )));
+        }
+    };
     let new = NewOrder {
         licence_id: request.licence_id.clone(),
         licence_ip: request.licence_ip,
-        tariff_id: request.tariff_id,
+        tariff_id,
         service_name: module.intname.clone(),
         price,
         period: months,
         autoprolong: config.orders.autoprolong,
+        module: request.module.clone(),
+        fields,
     };
-    Ok(store.create_or_reuse_new(&new)?)
+    Ok((store.create_or_reuse_new(&new)?, matched))
+}
+
+/// The module's declared order fields among `given` (parameter name = field name), each
+/// checked against its pattern; other names are ignored.
+pub fn order_fields(
+    module: &crate::config::Module,
+    given: &[(String, String)],
+) -> Result<OrderFields, DeskError> {
+    let mut fields = OrderFields::new();
+    for field in &module.fields {
+        let Some((_, value)) = given.iter().find(|(name, _)| *name == field.name) else {
+            continue;
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if !field.accepts(value) {
+            return Err(DeskError::Invalid(format!(
+                "{}: not a valid value for “{}”",
+                field.name, field.label
+            )));
+        }
+        fields.insert(field.name.clone(), value.to_owned());
+    }
+    Ok(fields)
+}
+
+/// The required order fields of `module` that `fields` lacks, by label.
+pub fn missing_fields(module: &crate::config::Module, fields: &OrderFields) -> Vec<String> {
+    module
+        .fields
+        .iter()
+        .filter(|f| f.required && !fields.contains_key(&f.name))
+        .map(|f| format!("{} ({})", f.label, f.name))
+        .collect()
 }
 
 /// Says so in the log when no module of the price list has a price for the period a Buy
@@ -239,7 +412,11 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<BuyRequest, BadParam> {
-        BuyRequest::parse(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        BuyRequest::parse(&owned)
     }
 
     #[test]
@@ -254,37 +431,41 @@ mod tests {
         assert_eq!(r.licence_id, "184431");
         assert_eq!(r.licence_ip, Some("192.0.2.10".parse().expect("ip")));
         assert_eq!(r.tariff_id, 55361);
-        let r = parse(&[
-            ("module", "x"),
-            ("license", "1"),
-            ("module_id", "2"),
-            ("ip", ""),
-        ])
-        .expect("ip is optional");
-        assert_eq!(r.licence_ip, None);
-        let r = parse(&[
-            ("module", "x"),
-            ("license", "1"),
-            ("module_id", "2"),
-            ("ip", "2001:db8::1"),
-        ])
-        .expect("IPv6");
+        assert_eq!(r.module.as_deref(), Some("drweb-lite"));
+        let r = parse(&[("license", "1"), ("module_id", "2"), ("ip", "")]).expect("ip is optional");
+        assert_eq!(
+            (r.licence_ip, r.module),
+            (None, None),
+            "module is optional too"
+        );
+        let r =
+            parse(&[("license", "1"), ("module_id", "2"), ("ip", "2001:db8::1")]).expect("IPv6");
         assert!(r.licence_ip.is_some_and(|ip| ip.is_ipv6()));
+        // Whatever the panel calls the module is kept, cleaned, never refused.
+        let r = parse(&[("module", "a\u{0}b"), ("license", "1"), ("module_id", "2")])
+            .expect("odd module");
+        assert_eq!(r.module.as_deref(), Some("a\u{FFFD}b"));
+        let long = "м".repeat(200);
+        let r = parse(&[("module", &long), ("license", "1"), ("module_id", "2")]).expect("long");
+        assert!(r.module.is_some_and(|m| m.len() <= MAX_MODULE_LEN));
+        let r = parse(&[
+            ("license", "1"),
+            ("module_id", "2"),
+            ("period", "6"),
+            ("bitninja_email", " a@example.org "),
+        ])
+        .expect("period and fields");
+        assert_eq!(r.period, Some(Months::new(6).expect("6")));
+        assert_eq!(
+            r.extra,
+            [("bitninja_email".to_owned(), "a@example.org".to_owned())]
+        );
     }
 
     #[test]
     fn each_bad_parameter_is_named() {
-        let ok = [("module", "x"), ("license", "1"), ("module_id", "2")];
-        let with = |name: &str, value: &'static str| {
-            let mut v: Vec<(&str, &str)> = ok.iter().filter(|(k, _)| *k != name).copied().collect();
-            v.push((name, value));
-            v.into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect::<Vec<_>>()
-        };
-        let cases: &[(&str, &'static str)] = &[
-            ("module", ""),
-            ("module", "a\u{0}b"),
+        let ok = [("license", "1"), ("module_id", "2")];
+        let cases: &[(&str, &str)] = &[
             ("license", ""),
             ("license", "1; DROP TABLE orders"),
             ("license", "<script>"),
@@ -294,23 +475,21 @@ mod tests {
             ("module_id", "0"),
             ("module_id", "-1"),
             ("module_id", "18446744073709551615"),
+            ("period", "0"),
+            ("period", "121"),
+            ("period", "x"),
         ];
         for (name, value) in cases {
-            let pairs = with(name, value);
-            let err = BuyRequest::parse(|n| pairs.iter().find(|(k, _)| k == n).map(|(_, v)| *v))
-                .expect_err(value);
+            let mut pairs: Vec<(&str, &str)> =
+                ok.iter().filter(|(k, _)| k != name).copied().collect();
+            pairs.push((name, value));
+            let err = parse(&pairs).expect_err(value);
             assert_eq!(err.field, *name, "{value:?}: {err}");
         }
         let long = "1".repeat(65);
-        let err = BuyRequest::parse(|n| match n {
-            "license" => Some(long.as_str()),
-            "module" => Some("x"),
-            "module_id" => Some("2"),
-            _ => None,
-        })
-        .expect_err("long licence");
+        let err = parse(&[("license", &long), ("module_id", "2")]).expect_err("long licence");
         assert_eq!(err.field, "license");
-        assert_eq!(parse(&[]).expect_err("empty").field, "module");
+        assert_eq!(parse(&[]).expect_err("empty").field, "license");
     }
 
     const LIST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>

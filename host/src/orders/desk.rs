@@ -7,22 +7,22 @@
 //! every race, so several desks — the server's worker, an API request and a CLI run against the
 //! same database — never place one order twice.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::buy::{BuyRequest, LICENCE_RULE, is_licence_id};
-use super::placement::{self, Attempt, Operation, Settlement, Unsent};
+use super::buy::BuyRequest;
+use super::operation::{OperationKind, OperationState};
+use super::placement::{self, Attempt};
 use super::placer::{Placer, PlacerError};
 use super::prices::{self, PriceRefresh, RefreshError};
+use super::store::CostStore;
+use super::store::{Backend, Interrupted};
 use super::{
-    Amendment, Change, CostStore, Created, HistoryEntry, ListFilter, Order, OrderId, OrderState,
-    OrderStore, SqliteStore, StoreError,
+    Change, Created, HistoryEntry, ListFilter, Order, OrderId, OrderState, SqliteStore, StoreError,
 };
 use crate::config::{Config, ConfigError, OrderMode};
-use crate::money::Months;
 use crate::reseller::Reseller;
 use crate::runtime::{Fault, Runtime};
 
@@ -70,6 +70,19 @@ pub enum DeskError {
     /// plugin is at fault, and nothing changed upstream.
     #[error(transparent)]
     Plugin(Fault),
+    /// No operation of the order has this number.
+    #[error("no such operation of this order")]
+    NoOperation,
+    /// Another operation of the order is open: running, or in doubt.
+    #[error("operation {id} ({kind}) of this order is {state}; it must end first")]
+    OperationOpen {
+        /// Its number.
+        id: i64,
+        /// What it does.
+        kind: OperationKind,
+        /// Where it stands.
+        state: OperationState,
+    },
     /// The configuration cannot be loaded.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -91,6 +104,10 @@ impl From<StoreError> for DeskError {
                 message: format!("an order that is {from} cannot become {to}"),
             },
             StoreError::Invalid(m) => DeskError::Invalid(m),
+            StoreError::NoOperation => DeskError::NoOperation,
+            StoreError::OperationOpen { id, kind, state } => {
+                DeskError::OperationOpen { id, kind, state }
+            }
             e @ (StoreError::SchemaTooNew { .. } | StoreError::Database(_)) => {
                 DeskError::Internal(e.to_string())
             }
@@ -110,10 +127,10 @@ pub struct Marked {
 /// Every order operation; see the [module documentation](self).
 pub struct OrderDesk {
     reseller: Arc<Reseller>,
-    orders: Arc<dyn OrderStore>,
-    costs: Arc<dyn CostStore>,
+    orders: Arc<dyn Backend>,
     wake: tokio::sync::Notify,
     placer: Placer,
+    buys: super::buy::BuyStats,
 }
 
 impl From<PlacerError> for DeskError {
@@ -148,7 +165,7 @@ impl From<RefreshError> for DeskError {
 
 impl DeskError {
     /// A fault before anything reached upstream: the plugin's, or the host's.
-    fn from_fault(fault: Fault) -> DeskError {
+    pub(super) fn from_fault(fault: Fault) -> DeskError {
         if fault.is_guest() {
             DeskError::Plugin(fault)
         } else {
@@ -177,22 +194,20 @@ impl OrderDesk {
         };
         Ok(OrderDesk::build(
             Arc::new(reseller),
-            store.clone(),
             store,
             Placer::for_database(&path),
         ))
     }
 
-    /// A desk over any stores; applies the upstream costs stored in `costs`.
+    /// A desk over any backend; applies the upstream costs stored in it.
     ///
-    /// Stores without a file are taken to belong to this process alone: a multi-instance store
-    /// must come with its own way of electing the placer.
+    /// Backends without a file are taken to belong to this process alone: a multi-instance
+    /// backend must come with its own way of electing the placer.
     pub fn new(
         reseller: Arc<Reseller>,
-        orders: Arc<dyn OrderStore>,
-        costs: Arc<dyn CostStore>,
+        backend: Arc<dyn Backend>,
     ) -> Result<Arc<OrderDesk>, DeskError> {
-        if let Some((stored, _)) = costs.upstream()?
+        if let Some((stored, _)) = backend.upstream()?
             && !stored.costs.is_empty()
             && let Err(e) = reseller.set_upstream(stored)
         {
@@ -201,47 +216,56 @@ impl OrderDesk {
                 "the stored upstream prices cannot be applied, so they are ignored: {e}"
             );
         }
-        Ok(OrderDesk::build(
-            reseller,
-            orders,
-            costs,
-            Placer::in_process(),
-        ))
+        Ok(OrderDesk::build(reseller, backend, Placer::in_process()))
     }
 
-    fn build(
-        reseller: Arc<Reseller>,
-        orders: Arc<dyn OrderStore>,
-        costs: Arc<dyn CostStore>,
-        placer: Placer,
-    ) -> Arc<OrderDesk> {
+    fn build(reseller: Arc<Reseller>, orders: Arc<dyn Backend>, placer: Placer) -> Arc<OrderDesk> {
         super::buy::warn_if_no_price_for_the_period(&reseller.active());
         Arc::new(OrderDesk {
             reseller,
             orders,
-            costs,
             wake: tokio::sync::Notify::new(),
             placer,
+            buys: super::buy::BuyStats::default(),
         })
     }
 
+    /// Everything the desk keeps: orders, operations, events, upstream's prices and balance.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.orders
+    }
+
+    /// What became of the Buy redirects since the start: accepted, refused (by reason), and
+    /// accepted with a `module` that did not name the module.
+    pub fn buy_stats(&self) -> super::buy::BuyCounts {
+        self.buys.counts()
+    }
+
     /// Makes this desk the one that places orders from its database, if no other process
-    /// (a server, a CLI run) is; then marks orders a stopped placer left `placing` as in doubt
-    /// (their request may have reached upstream) and returns them. Placing — [`place`],
-    /// [`worker::run`] — needs this first.
+    /// (a server, a CLI run) is; then settles what a stopped placer left: a placement or an
+    /// operation whose write was marked about to leave is in doubt (never re-sent), one that
+    /// sent nothing goes back to be tried again. Placing — [`place`], [`worker::run`] — needs
+    /// this first.
     ///
     /// [`place`]: Self::place
     /// [`worker::run`]: super::worker::run
-    pub fn become_placer(&self) -> Result<Vec<Order>, DeskError> {
+    pub fn become_placer(&self) -> Result<Interrupted, DeskError> {
         self.placer.take()?;
-        let interrupted = self.orders.mark_interrupted_in_doubt()?;
-        for order in &interrupted {
+        let interrupted = self.orders.recover_interrupted()?;
+        for order in &interrupted.in_doubt {
             tracing::warn!(
                 order = %order.id,
                 licence = order.licence_id,
                 tariff = order.tariff_id,
-                "a placement was interrupted: the order is in doubt until an operator checks upstream"
+                "a placement was interrupted after its request left: the order is in doubt \
+                 until an operator or the reconciliation checks upstream"
             );
+        }
+        for order in &interrupted.requeued {
+            tracing::info!(order = %order.id, "a placement was interrupted before sending: queued again");
+        }
+        for op in &interrupted.operations_in_doubt {
+            tracing::warn!(order = %op.order_id, operation = op.id, "{} was interrupted after its request left: in doubt", op.kind);
         }
         Ok(interrupted)
     }
@@ -264,7 +288,99 @@ impl OrderDesk {
     /// Records the order of a Buy redirect — or returns the unpaid one already recorded for
     /// the same licence and module (see [`super::buy::record`]).
     pub fn buy(&self, request: &BuyRequest) -> Result<Created, DeskError> {
-        super::buy::record(&self.reseller.active(), &*self.orders, request)
+        match super::buy::record(&self.reseller.active(), &*self.orders, request) {
+            Ok((created, matched)) => {
+                self.buys.accepted(matched.mismatch, matched.other_region);
+                Ok(created)
+            }
+            Err(e) => {
+                let mut raw = vec![
+                    ("license".to_owned(), request.licence_id.clone()),
+                    ("module_id".to_owned(), request.tariff_id.to_string()),
+                ];
+                raw.extend(request.module.clone().map(|m| ("module".to_owned(), m)));
+                self.buys
+                    .refused(super::buy::refusal_reason(&e), &e.to_string(), &raw);
+                Err(e)
+            }
+        }
+    }
+
+    /// Counts and logs a Buy refused before it reached the desk (a bad parameter, a rate
+    /// limit), with its raw parameters.
+    pub fn refused_buy(&self, reason: &str, detail: &str, params: &[(String, String)]) {
+        self.buys.refused(reason, detail, params);
+    }
+
+    /// Changes what an unpaid order asks for: its period (re-priced from the price list) and
+    /// its module's order fields (checked against the catalogue). Order fields may also be
+    /// given while the order is paid and waits for them.
+    pub fn set_details(
+        &self,
+        id: &OrderId,
+        period: Option<crate::money::Months>,
+        fields: Option<&[(String, String)]>,
+        actor: &str,
+    ) -> Result<Order, DeskError> {
+        let order = self.orders.get(id)?;
+        let active = self.reseller.active();
+        let config = active.config();
+        let module = config.module(order.tariff_id).ok_or_else(|| {
+            DeskError::Unavailable(format!(
+                "tariff {} is no longer in the catalogue",
+                order.tariff_id
+            ))
+        })?;
+        let mut amendment = super::Amendment::default();
+        let mut notes = Vec::new();
+        if let Some(months) = period.filter(|m| *m != order.period) {
+            if order.state != OrderState::New {
+                return Err(DeskError::Conflict {
+                    state: order.state,
+                    message: "the period of a paid order cannot change".to_owned(),
+                });
+            }
+            let doc = active
+                .export_prices(&crate::convert::panel_query(Some(order.tariff_id), true))
+                .map_err(|e| DeskError::Unavailable(format!("the price list: {e}")))?;
+            let price =
+                super::buy::price_in_list(&doc.body, order.tariff_id, months).ok_or_else(|| {
+                    DeskError::Invalid(format!(
+                        "period: {} is not sold for {months} month(s)",
+                        module.name
+                    ))
+                })?;
+            notes.push(format!("period {months} month(s) at {price}"));
+            amendment.period = Some(months);
+            amendment.price = Some(price);
+        }
+        if let Some(given) = fields {
+            if !matches!(order.state, OrderState::New | OrderState::Paid) {
+                return Err(DeskError::Conflict {
+                    state: order.state,
+                    message: format!(
+                        "the order fields of an order that is {} cannot change",
+                        order.state
+                    ),
+                });
+            }
+            let mut merged = order.fields.clone();
+            merged.extend(super::buy::order_fields(module, given)?);
+            notes.push(format!(
+                "order fields {}",
+                merged.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            amendment.fields = Some(merged);
+        }
+        if amendment == super::Amendment::default() {
+            return Ok(order);
+        }
+        let change = Change::by(actor).with_note(notes.join("; "));
+        let order = self.orders.amend(id, order.state, &amendment, change)?;
+        if order.state == OrderState::Paid {
+            self.wake_worker();
+        }
+        Ok(order)
     }
 
     /// The order with this ID.
@@ -410,92 +526,6 @@ impl OrderDesk {
         Ok(order)
     }
 
-    /// Binds a placed module to another licence (`addition.edit`). In manual mode the operator
-    /// did it by hand and this records it.
-    pub fn rebind(
-        &self,
-        id: &OrderId,
-        licence_id: &str,
-        licence_ip: Option<IpAddr>,
-        actor: &str,
-    ) -> Result<Order, DeskError> {
-        let licence_id = licence_id.trim();
-        if !is_licence_id(licence_id) {
-            return Err(DeskError::Invalid(format!("licence: {LICENCE_RULE}")));
-        }
-        let (order, service_id) = self.placed(id)?;
-        let note = format!(
-            "rebound from licence {} to {licence_id}{}",
-            order.licence_id,
-            self.manual_note()
-        );
-        if self.mode() == OrderMode::Automatic {
-            self.operate(
-                id,
-                &Operation::Rebind {
-                    service_id,
-                    licence_id: licence_id.to_owned(),
-                },
-            )?;
-        }
-        let amendment = Amendment {
-            licence_id: Some(licence_id.to_owned()),
-            licence_ip: Some(licence_ip),
-        };
-        Ok(self.orders.amend(
-            id,
-            OrderState::Placed,
-            &amendment,
-            Change::by(actor).with_note(note),
-        )?)
-    }
-
-    /// Renews a placed module (`service.prolong`) for `period`, or for the order's own period.
-    pub fn renew(
-        &self,
-        id: &OrderId,
-        period: Option<Months>,
-        actor: &str,
-    ) -> Result<Order, DeskError> {
-        let (order, service_id) = self.placed(id)?;
-        let months = period.unwrap_or(order.period);
-        if self.mode() == OrderMode::Automatic {
-            self.operate(
-                id,
-                &Operation::Renew {
-                    service_id,
-                    period: months,
-                },
-            )?;
-        }
-        let note = format!("renewed for {months} month(s){}", self.manual_note());
-        Ok(self.orders.amend(
-            id,
-            OrderState::Placed,
-            &Amendment::default(),
-            Change::by(actor).with_note(note),
-        )?)
-    }
-
-    /// Removes a placed module upstream (`addition.delete`).
-    pub fn remove(&self, id: &OrderId, actor: &str) -> Result<Order, DeskError> {
-        let order = self.orders.get(id)?;
-        if order.state == OrderState::Removed {
-            return Ok(order);
-        }
-        let (_, service_id) = self.placed(id)?;
-        if self.mode() == OrderMode::Automatic {
-            self.operate(id, &Operation::Remove { service_id })?;
-        }
-        let note = format!("removed{}", self.manual_note());
-        Ok(self.orders.transition(
-            id,
-            OrderState::Placed,
-            OrderState::Removed,
-            Change::by(actor).with_note(note),
-        )?)
-    }
-
     /// One placement attempt for a paid order, now (automatic mode only, and only by the
     /// placer: see [`become_placer`](Self::become_placer)).
     pub fn place(&self, id: &OrderId, actor: &str) -> Result<Attempt, DeskError> {
@@ -505,7 +535,7 @@ impl OrderDesk {
     /// Fetches what upstream charges now (the plugin's `upstream-costs` hook, `pricelist.export`
     /// upstream), keeps it in the database and makes the catalogue's costs follow it.
     pub fn refresh_prices(&self) -> Result<PriceRefresh, DeskError> {
-        Ok(prices::refresh(&self.reseller, &self.orders, &*self.costs)?)
+        Ok(prices::refresh(&self.reseller, &self.orders)?)
     }
 
     /// The paid orders waiting for placement, oldest first.
@@ -523,30 +553,16 @@ impl OrderDesk {
         }
     }
 
-    fn wake_worker(&self) {
+    pub(super) fn wake_worker(&self) {
         if self.mode() == OrderMode::Automatic {
             self.wake.notify_one();
         }
     }
 
-    fn manual_note(&self) -> &'static str {
+    pub(super) fn manual_note(&self) -> &'static str {
         match self.mode() {
             OrderMode::Manual => " by an operator (manual mode: nothing sent upstream)",
             OrderMode::Automatic => "",
-        }
-    }
-
-    /// The order, if it is placed, and its service ID.
-    fn placed(&self, id: &OrderId) -> Result<(Order, String), DeskError> {
-        let order = self.orders.get(id)?;
-        match (&order.state, order.upstream_service_id.clone()) {
-            (OrderState::Placed, Some(service_id)) => Ok((order, service_id)),
-            (&state, _) => Err(DeskError::Conflict {
-                state,
-                message: format!(
-                    "only a placed order can be changed upstream; this one is {state}"
-                ),
-            }),
         }
     }
 
@@ -568,25 +584,113 @@ impl OrderDesk {
                 "this desk is not the placer of its database (become_placer)".to_owned(),
             ));
         }
-        Ok(placement::attempt(
+        let order = self.orders.get(id)?;
+        if order.state == OrderState::Paid
+            && let Some(why) = self.hold(&order)
+        {
+            let order = if order.waiting.as_deref() == Some(why.as_str()) {
+                order
+            } else {
+                tracing::info!(order = %id, "waits: {why}");
+                let amendment = super::Amendment {
+                    waiting: Some(Some(why)),
+                    ..super::Amendment::default()
+                };
+                self.orders.amend(
+                    id,
+                    OrderState::Paid,
+                    &amendment,
+                    Change::by(actor).with_note("waits"),
+                )?
+            };
+            return Ok(Attempt::Waiting(order));
+        }
+        let attempt = placement::attempt(
             &self.reseller.active(),
             &self.orders,
             id,
             actor,
             last_chance,
-        )?)
+        )?;
+        if let Attempt::Settled { order, retry } = &attempt
+            && order.state == OrderState::Placed
+            && order.expires_on.is_none()
+        {
+            return Ok(Attempt::Settled {
+                order: self.read_expiry(order),
+                retry: *retry,
+            });
+        }
+        Ok(attempt)
     }
 
-    /// Runs an operation on a placed module upstream and says how it ended.
-    fn operate(&self, id: &OrderId, operation: &Operation) -> Result<(), DeskError> {
-        let settlement = placement::operate(&self.reseller.active(), &self.orders, id, operation);
-        let (outcome, message) = match settlement {
-            Settlement::Placed(_) => return Ok(()),
-            Settlement::Failed(m) => (UpstreamOutcome::Refused, m),
-            Settlement::InDoubt(m) => (UpstreamOutcome::InDoubt, m),
-            Settlement::Retry(Unsent::NotSent(m)) => (UpstreamOutcome::NotSent, m),
-            Settlement::Retry(Unsent::Fault(fault)) => return Err(DeskError::from_fault(fault)),
+    /// A placed order whose answer gave no expiry date: reads its service upstream (read-only)
+    /// for the date. On any failure the order stays as it is; the status sync reads it later.
+    fn read_expiry(&self, order: &Order) -> Order {
+        let Some(service_id) = order.upstream_service_id.as_deref() else {
+            return order.clone();
         };
-        Err(DeskError::Upstream { outcome, message })
+        let active = self.reseller.active();
+        let (answer, _) =
+            placement::journaled(&active, &self.orders, Some(&order.id), None, |p, g| match p
+                .service(g, service_id)
+            {
+                Some((r, usage)) => (r.map(Some), usage),
+                None => (Ok(None), Default::default()),
+            });
+        let Ok(Some(Ok(service))) = answer else {
+            return order.clone();
+        };
+        let expires = service.expires.as_ref().and_then(crate::convert::date);
+        if expires.is_none() {
+            return order.clone();
+        }
+        let amendment = super::Amendment {
+            expires_on: Some(expires),
+            ..super::Amendment::default()
+        };
+        let change = Change::by("worker").with_note("expiry read from upstream");
+        self.orders
+            .amend(&order.id, OrderState::Placed, &amendment, change)
+            .unwrap_or_else(|e| {
+                tracing::warn!(order = %order.id, "recording the expiry: {e}");
+                order.clone()
+            })
+    }
+
+    /// Why a paid order should wait rather than be sent now: a required order field is
+    /// missing, or the upstream balance (read at most `upstream.balance_max_age_s` ago) cannot
+    /// cover it.
+    fn hold(&self, order: &Order) -> Option<String> {
+        let active = self.reseller.active();
+        let config = active.config();
+        if let Some(module) = config.module(order.tariff_id) {
+            let missing = super::buy::missing_fields(module, &order.fields);
+            if !missing.is_empty() {
+                return Some(format!(
+                    "waiting for the order fields {}: the billing system or the buyer gives them",
+                    missing.join(", ")
+                ));
+            }
+        }
+        if !config.orders.check_balance || config.upstream.url.is_none() {
+            return None;
+        }
+        let now = crate::orders::sqlite::now_ms();
+        let max_age = i64::try_from(config.upstream.balance_max_age_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let stored = self.stored_balance().ok().flatten();
+        let balance = match stored {
+            Some(b) if now.saturating_sub(b.read_ms) <= max_age => b.balance,
+            _ => match self.read_balance() {
+                Ok(b) => b.balance,
+                Err(e) => {
+                    // An unknown balance does not hold an order: upstream refuses it if short.
+                    tracing::debug!("the balance could not be read before placing: {e}");
+                    return None;
+                }
+            },
+        };
+        self.short_of(order, &balance)
     }
 }

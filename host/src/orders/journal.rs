@@ -7,35 +7,59 @@
 //! unreadable. The settlement ([`super::settle`]) weighs the plugin's verdict against this
 //! reading, so that a plugin cannot turn a call that may have charged the partner into a
 //! retry.
+//!
+//! Before each write leaves, the journal records that it is about to ([`SendMarker`]): a
+//! crash before that record provably sent nothing. Which calls are writes is the host's call,
+//! not the plugin's: every call is a write except the functions configured as reads
+//! (`upstream.read_functions`) and the forms configured as such (`upstream.form_functions`)
+//! when they carry no `sok` (BILLmanager shows a form without `sok` and changes nothing).
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use super::{CallOutcome, OrderId, OrderStore, UpstreamCall};
+use super::store::{Backend, SendMarker};
+use super::{CallOutcome, OrderId, UpstreamCall};
 use crate::bindings::upstream::{CallError, Response};
 use crate::capabilities::upstream::UpstreamClient;
+use crate::config::UpstreamConfig;
 
 /// The longest excerpt of an answer kept in a call's record, in bytes.
 const EXCERPT_BYTES: usize = 300;
 
-/// Functions that change something upstream — and may charge the partner. A hook may send
-/// each of them once: a second `addition.order.param` in one placement could be a second
-/// order, whatever the plugin meant by it.
-pub const WRITES: &[&str] = &[
-    "addition.order.param",
-    "service.prolong",
-    "addition.edit",
-    "addition.delete",
-];
+/// Which upstream calls only read; see the [module documentation](self).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reads {
+    functions: BTreeSet<String>,
+    forms: BTreeSet<String>,
+}
+
+impl Reads {
+    /// The configured reads.
+    pub fn from_config(config: &UpstreamConfig) -> Reads {
+        Reads {
+            functions: config.read_functions.iter().cloned().collect(),
+            forms: config.form_functions.iter().cloned().collect(),
+        }
+    }
+
+    /// Whether `func` with `params` changes nothing upstream.
+    pub fn is_read(&self, func: &str, params: &[(String, String)]) -> bool {
+        self.functions.contains(func)
+            || (self.forms.contains(func) && !params.iter().any(|(name, _)| name == "sok"))
+    }
+}
 
 /// How one call ended, as the host read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Seen {
     /// The BILLmanager function.
     pub func: String,
+    /// Whether it could change something upstream.
+    pub write: bool,
     /// The host's reading of the outcome.
     pub outcome: CallOutcome,
 }
@@ -43,22 +67,29 @@ pub struct Seen {
 /// Records the upstream calls of one hook call; see the [module documentation](self).
 pub struct Journal {
     inner: Arc<dyn UpstreamClient>,
-    store: Arc<dyn OrderStore>,
+    store: Arc<dyn Backend>,
     order: Option<OrderId>,
+    marker: Option<SendMarker>,
+    reads: Reads,
     seen: Mutex<Vec<Seen>>,
 }
 
 impl Journal {
-    /// A journal over `inner`, recording into `order`'s history when there is an order.
+    /// A journal over `inner`, recording into `order`'s history when there is an order, and
+    /// marking `marker` about to send before each write.
     pub fn new(
         inner: Arc<dyn UpstreamClient>,
-        store: Arc<dyn OrderStore>,
+        store: Arc<dyn Backend>,
         order: Option<OrderId>,
+        marker: Option<SendMarker>,
+        reads: Reads,
     ) -> Arc<Journal> {
         Arc::new(Journal {
             inner,
             store,
             order,
+            marker,
+            reads,
             seen: Mutex::new(Vec::new()),
         })
     }
@@ -79,17 +110,26 @@ impl UpstreamClient for Journal {
         params: &[(String, String)],
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        let repeated_write = WRITES.contains(&func)
+        let write = !self.reads.is_read(func, params);
+        // A hook sends each write once: a second `addition.order.param` in one placement could
+        // be a second order, whatever the plugin meant by it.
+        let repeated_write = write
             && self
                 .seen
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
-                .any(|s| s.func == func);
+                .any(|s| s.write && s.func == func);
         let started = Instant::now();
         let answer = if repeated_write {
             Err(CallError::NotAllowed(format!(
                 "`{func}` is sent at most once per hook call"
+            )))
+        } else if let Some(marker) = self.marker.as_ref().filter(|_| write)
+            && let Err(e) = self.store.mark_sending(marker)
+        {
+            Err(CallError::NotSent(format!(
+                "the host could not record that it is about to send it: {e}"
             )))
         } else {
             self.inner.call(func, params, timeout)
@@ -110,6 +150,7 @@ impl UpstreamClient for Journal {
             .unwrap_or_else(PoisonError::into_inner)
             .push(Seen {
                 func: func.to_owned(),
+                write,
                 outcome,
             });
         tracing::info!(
@@ -158,6 +199,14 @@ pub fn read_answer(response: &Response) -> (CallOutcome, String) {
         return (
             CallOutcome::Unknown,
             format!("{head}, cut at the size limit: {excerpt}"),
+        );
+    }
+    if (300..400).contains(&response.status) {
+        // A redirect comes from whatever stands before BILLmanager (http → https, another
+        // path): the function did not run. `upstream.url` needs fixing.
+        return (
+            CallOutcome::NotSent,
+            format!("{head}: redirected, so nothing ran upstream; check upstream.url"),
         );
     }
     if !(200..300).contains(&response.status) {
@@ -291,12 +340,34 @@ mod tests {
         }
         let (o, _) = read_answer(&answer(502, "<doc/>"));
         assert_eq!(o, CallOutcome::Unknown);
+        let (o, d) = read_answer(&answer(302, ""));
+        assert_eq!(o, CallOutcome::NotSent, "{d}");
         let (o, d) = read_answer(&Response {
             status: 200,
             body: b"<doc/>".to_vec(),
             truncated: true,
         });
         assert_eq!(o, CallOutcome::Unknown, "{d}");
+    }
+
+    #[test]
+    fn reads_are_what_the_configuration_says() {
+        let reads = Reads::from_config(&UpstreamConfig::default());
+        let p = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(reads.is_read("pricelist.export", &p(&[])));
+        assert!(reads.is_read("addition", &p(&[])));
+        assert!(reads.is_read("addition.edit", &p(&[("elid", "1")])));
+        assert!(!reads.is_read("addition.edit", &p(&[("elid", "1"), ("sok", "ok")])));
+        assert!(reads.is_read("service.prolong", &p(&[("elid", "1")])));
+        assert!(!reads.is_read("service.prolong", &p(&[("sok", "ok")])));
+        assert!(!reads.is_read("addition.order.param", &p(&[])));
+        assert!(!reads.is_read("addition.delete", &p(&[])));
+        assert!(!reads.is_read("anything.else", &p(&[])));
     }
 
     #[test]

@@ -25,25 +25,41 @@
 //! | `Failed`    | `Cancelled` | an operator gives up and refunds |
 //! | `InDoubt`   | `Placed`    | an operator found the service upstream and gives its ID |
 //! | `InDoubt`   | `Paid`      | an operator (or a reconciliation step) established that it is absent: retry |
+//! | `Placed`    | `Suspended` | the module was suspended upstream (the end user stopped paying), or an operator did it by hand |
+//! | `Suspended` | `Placed`    | the module was resumed |
 //! | `Placed`    | `Removed`   | `addition.delete` succeeded, or an operator removed it |
+//! | `Suspended` | `Removed`   | the same, for a suspended module |
 //!
-//! `Cancelled` and `Removed` are final. Nothing leaves `InDoubt` automatically: sending the
-//! request again could charge the partner twice, which is the worst outcome.
+//! `Cancelled` and `Removed` are final. Nothing leaves `InDoubt` by a new request: sending
+//! it again could charge the partner twice, which is the worst outcome. An operator, or the
+//! reconciliation when upstream lists the order under its `remoteid`, settles it.
+//!
+//! A placement whose claim was interrupted before the host recorded "about to send"
+//! ([`OrderStore::mark_sending`]) provably sent nothing: it goes back to `Paid`, not to
+//! `InDoubt`. Operations on a placed module (renew, suspend, resume, remove, rebind) are
+//! [`operation::Operation`]s of their own, with the same rules.
 //!
 //! `Placing → Paid` is the one way back from `Placing` that re-queues the order. A caller may
 //! take it only when the request cannot have reached upstream; anything else goes to `InDoubt`.
 
+pub mod balance;
 pub mod buy;
 pub mod desk;
+pub mod events;
 pub mod journal;
+pub mod lifecycle;
+pub mod operation;
 pub mod page;
 pub mod placement;
 mod placer;
 mod prices;
+pub mod reconcile;
 pub mod sqlite;
 pub mod store;
+pub mod upkeep;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -65,7 +81,7 @@ pub use store::{
 pub const MAX_NAME_LEN: usize = 256;
 
 /// The state of an order. See the [module documentation](self) for the transitions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderState {
     /// Recorded from the Buy redirect; not paid.
@@ -84,15 +100,18 @@ pub enum OrderState {
     Cancelled,
     /// The module was removed after placement. Final.
     Removed,
+    /// Placed, and suspended upstream.
+    Suspended,
 }
 
 impl OrderState {
     /// Every state, in the order of a typical life.
-    pub const ALL: [OrderState; 8] = [
+    pub const ALL: [OrderState; 9] = [
         OrderState::New,
         OrderState::Paid,
         OrderState::Placing,
         OrderState::Placed,
+        OrderState::Suspended,
         OrderState::Failed,
         OrderState::InDoubt,
         OrderState::Cancelled,
@@ -110,7 +129,13 @@ impl OrderState {
             OrderState::InDoubt => "in_doubt",
             OrderState::Cancelled => "cancelled",
             OrderState::Removed => "removed",
+            OrderState::Suspended => "suspended",
         }
+    }
+
+    /// Whether the module exists upstream in this state (placed, or suspended).
+    pub fn is_upstream(self) -> bool {
+        matches!(self, OrderState::Placed | OrderState::Suspended)
     }
 
     /// Whether no transition leaves this state.
@@ -151,7 +176,8 @@ pub fn can_transition(from: OrderState, to: OrderState) -> bool {
             | (Placing, Placed | Failed | InDoubt | Paid)
             | (Failed, Paid | Cancelled)
             | (InDoubt, Placed | Paid)
-            | (Placed, Removed)
+            | (Placed, Suspended | Removed)
+            | (Suspended, Placed | Removed)
     )
 }
 
@@ -256,7 +282,17 @@ pub struct NewOrder {
     pub period: Months,
     /// Whether the module renews itself (`autoprolong` = the period, else `null`).
     pub autoprolong: bool,
+    /// The Buy's `module` parameter as the panel sent it, when there was a Buy.
+    pub module: Option<String>,
+    /// The module's own order fields (e.g. `bitninja_email`), by name.
+    pub fields: OrderFields,
 }
+
+/// A module's own order fields, by name: sent upstream with the order.
+pub type OrderFields = BTreeMap<String, String>;
+
+/// The longest value of an order field, in bytes.
+pub const MAX_FIELD_LEN: usize = 1024;
 
 /// A field of an order that a store cannot keep.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -267,6 +303,27 @@ pub enum InvalidOrder {
     /// A tariff ID beyond what the databases store.
     #[error("tariff ID {0} is too large")]
     TariffTooLarge(u64),
+    /// An order field with a name or a value that cannot be kept.
+    #[error(
+        "order field `{0}`: a name of letters, digits and `_`, and a value of at most 1024 bytes without control characters"
+    )]
+    Field(String),
+}
+
+/// Checks order fields: names of ASCII letters, digits and `_` (as BILLmanager's), values of at
+/// most [`MAX_FIELD_LEN`] bytes without control characters; at most 32 of them.
+pub fn check_fields(fields: &OrderFields) -> Result<(), InvalidOrder> {
+    if fields.len() > 32 {
+        return Err(InvalidOrder::Field("(more than 32 fields)".to_owned()));
+    }
+    for (name, value) in fields {
+        let good_name = (1..=64).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !good_name || value.len() > MAX_FIELD_LEN || value.chars().any(char::is_control) {
+            return Err(InvalidOrder::Field(name.chars().take(64).collect()));
+        }
+    }
+    Ok(())
 }
 
 impl NewOrder {
@@ -280,7 +337,7 @@ impl NewOrder {
         if i64::try_from(self.tariff_id).is_err() {
             return Err(InvalidOrder::TariffTooLarge(self.tariff_id));
         }
-        Ok(())
+        check_fields(&self.fields)
     }
 }
 
@@ -344,6 +401,18 @@ pub struct Order {
     pub created_ms: i64,
     /// When it last changed (state or details), UNIX milliseconds.
     pub updated_ms: i64,
+    /// The Buy's `module` parameter as the panel sent it, when there was a Buy.
+    pub module: Option<String>,
+    /// The module's own order fields, by name.
+    pub fields: OrderFields,
+    /// When the module expires upstream, as upstream last said.
+    #[serde(rename = "expires_at", with = "crate::dates::iso::option")]
+    pub expires_on: Option<time::Date>,
+    /// Where the module stands upstream, as the last status sync read it (`active`,
+    /// `suspended`, `deleted`, `ordered`, `unknown`).
+    pub upstream_status: Option<String>,
+    /// Why a paid order is not being placed now (a missing order field, too little balance).
+    pub waiting: Option<String>,
 }
 
 #[cfg(test)]
@@ -366,7 +435,10 @@ mod tests {
         (Failed, Cancelled),
         (InDoubt, Placed),
         (InDoubt, Paid),
+        (Placed, Suspended),
         (Placed, Removed),
+        (Suspended, Placed),
+        (Suspended, Removed),
     ];
 
     #[test]
@@ -475,6 +547,8 @@ mod tests {
             price: Money::from_units(99_000, "EUR").expect("money"),
             period: Months::MONTH,
             autoprolong: true,
+            module: Some("drweb".to_owned()),
+            fields: OrderFields::new(),
         }
     }
 
@@ -509,6 +583,20 @@ mod tests {
                     ..valid()
                 },
                 "too large",
+            ),
+            (
+                NewOrder {
+                    fields: [("bad name".to_owned(), "x".to_owned())].into(),
+                    ..valid()
+                },
+                "order field `bad name`",
+            ),
+            (
+                NewOrder {
+                    fields: [("email".to_owned(), "a\u{0}b".to_owned())].into(),
+                    ..valid()
+                },
+                "order field `email`",
             ),
         ];
         for (order, needle) in cases {

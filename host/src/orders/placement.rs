@@ -1,17 +1,18 @@
-//! Placement: what one attempt does to a paid order, and what an upstream operation on a
-//! placed module (rebind, renew, remove) did. The plugin's hook runs with every upstream call
-//! recorded by a [`Journal`]; the host then weighs the plugin's verdict against what it saw
-//! itself, by these rules, in order:
+//! Placement: what one attempt does to a paid order, and what an upstream action on a placed
+//! module (renew, suspend, resume, remove, rebind) did. The plugin's hook runs with every
+//! upstream call recorded by a [`Journal`]; the host then weighs the plugin's verdict against
+//! what it saw itself, by these rules, in order:
 //!
-//! 1. No call may have reached upstream (none was made, or every one provably never left):
-//!    a service ID is not believed (nothing was ordered) → **failed**; so is a typed refusal
-//!    the plugin found itself (bad value, missing field, …); anything else (not sent, a fault
-//!    of the host, a plugin fault) → **retry** with backoff: nothing can have been charged.
-//! 2. A call may have reached upstream:
-//!    - the plugin returned a service ID → **placed**;
+//! 1. No write may have reached upstream (none was made, or every one provably never left;
+//!    reads do not count): a success is not believed (nothing was done) → **failed**; so is a
+//!    typed refusal the plugin found itself (bad value, missing field, …); anything else (not
+//!    sent, a fault of the host, a plugin fault) → **retry** with backoff: nothing can have
+//!    been charged.
+//! 2. A write may have reached upstream:
+//!    - the plugin returned success (a service ID) → **done** (placed);
 //!    - a refusal (wrong credentials, bad value, missing field, insufficient balance, another
-//!      error document) → **failed**, but only if every answer that came from upstream was an
-//!      error document the host read itself; otherwise **in doubt**;
+//!      error document) → **failed**, but only if every write that reached upstream was
+//!      answered with an error document the host read itself; otherwise **in doubt**;
 //!    - anything else — not sent, in doubt, an unreadable answer, a plugin fault after the
 //!      call, an answer the plugin could not use — → **in doubt**. It is never re-sent
 //!      automatically: the partner might be charged twice.
@@ -22,23 +23,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::journal::{Journal, Seen};
-use super::{CallOutcome, Change, Order, OrderId, OrderState, OrderStore, StoreError, check_name};
+use super::journal::{Journal, Reads, Seen};
+use super::store::{Backend, SendMarker};
+use super::{
+    Amendment, CallOutcome, Change, Order, OrderId, OrderState, OrderStore, StoreError, check_name,
+};
 use crate::bindings::{orders as hooks, types};
 use crate::capabilities::Grants;
-use crate::convert::{is_refusal, order_error_message};
+use crate::convert::{date, is_refusal, order_error_message};
 use crate::money::Months;
 use crate::reseller::Active;
 use crate::runtime::{Called, Fault, LoadedPlugin};
 
-/// What becomes of an order after one placement attempt, or of an operation on a placed one.
+/// What becomes of an order after one placement attempt, or of an action on a placed one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Settlement {
-    /// Upstream returned the module's service ID (for an operation: upstream did it).
-    Placed(String),
+pub enum Settlement<T> {
+    /// Upstream did it: the module's service ID and expiry, or the action's result.
+    Done(T),
     /// Nothing was done upstream; an operator decides what next.
     Failed(String),
-    /// The request may have reached upstream; an operator must find out.
+    /// A write may have reached upstream; an operator must find out.
     InDoubt(String),
     /// Nothing reached upstream: it may be tried again.
     Retry(Unsent),
@@ -63,28 +67,35 @@ impl Unsent {
     }
 }
 
-/// An operation on a placed module upstream.
+/// A placed module as upstream made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// Bind it to another licence (`rebind`).
-    Rebind {
-        /// The module's upstream service ID.
-        service_id: String,
-        /// The new licence.
-        licence_id: String,
-    },
-    /// Renew it (`renew`).
-    Renew {
-        /// The module's upstream service ID.
-        service_id: String,
-        /// For how long.
-        period: Months,
-    },
-    /// Remove it (`remove`).
-    Remove {
-        /// The module's upstream service ID.
-        service_id: String,
-    },
+pub struct Placed {
+    /// Its service ID upstream.
+    pub service_id: String,
+    /// When it expires, when the answer said.
+    pub expires: Option<time::Date>,
+}
+
+/// An action on a placed module upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Renew it for a period.
+    Renew(Months),
+    /// Suspend it.
+    Suspend,
+    /// Resume it.
+    Resume,
+    /// Remove it.
+    Remove,
+    /// Bind it to another licence.
+    Rebind(String),
+}
+
+/// What an action did upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Acted {
+    /// The module's new expiry date, when the answer said (a renewal).
+    pub expires: Option<time::Date>,
 }
 
 /// One placement attempt's end.
@@ -100,6 +111,8 @@ pub enum Attempt {
     },
     /// Someone else holds or settled the order; it is as given.
     NotClaimed(Order),
+    /// The order waits (for its order fields, for the balance): nothing was tried.
+    Waiting(Order),
 }
 
 /// Claims a paid order (`paid → placing`), runs one placement attempt, and records what it
@@ -107,7 +120,7 @@ pub enum Attempt {
 /// was sent.
 pub fn attempt(
     active: &Active,
-    store: &Arc<dyn OrderStore>,
+    store: &Arc<dyn Backend>,
     id: &OrderId,
     actor: &str,
     last_chance: bool,
@@ -118,13 +131,20 @@ pub fn attempt(
         Err(e) => return Err(e),
     };
     let change = Change::by(actor);
+    let mut amendment = Amendment {
+        waiting: Some(None),
+        ..Amendment::default()
+    };
     let (to, change) = match place(active, store, &order) {
-        Settlement::Placed(service_id) => (
-            OrderState::Placed,
-            change
-                .with_service_id(service_id)
-                .with_note("placed upstream"),
-        ),
+        Settlement::Done(placed) => {
+            amendment.expires_on = Some(placed.expires);
+            (
+                OrderState::Placed,
+                change
+                    .with_service_id(placed.service_id)
+                    .with_note("placed upstream"),
+            )
+        }
         Settlement::Failed(why) => (OrderState::Failed, change.with_error(why)),
         Settlement::InDoubt(why) => (OrderState::InDoubt, change.with_error(why)),
         Settlement::Retry(unsent) if last_chance => (
@@ -143,7 +163,7 @@ pub fn attempt(
         ),
     };
     let retry = to == OrderState::Paid;
-    let order = record_outcome(&**store, id, to, change)?;
+    let order = record_outcome(&**store, id, to, &amendment, change)?;
     Ok(Attempt::Settled { order, retry })
 }
 
@@ -154,11 +174,12 @@ fn record_outcome(
     store: &dyn OrderStore,
     id: &OrderId,
     to: OrderState,
+    amendment: &Amendment,
     change: Change,
 ) -> Result<Order, StoreError> {
     let mut wait = Duration::from_millis(100);
     loop {
-        match store.transition(id, OrderState::Placing, to, change.clone()) {
+        match store.change(id, OrderState::Placing, Some(to), amendment, change.clone()) {
             Ok(order) => return Ok(order),
             Err(e @ (StoreError::Database(_) | StoreError::SchemaTooNew { .. }))
                 if wait < Duration::from_secs(5) =>
@@ -176,46 +197,98 @@ fn record_outcome(
 }
 
 /// One placement attempt of a claimed order: the plugin's `place` hook, settled.
-pub fn place(active: &Active, store: &Arc<dyn OrderStore>, order: &Order) -> Settlement {
+pub fn place(active: &Active, store: &Arc<dyn Backend>, order: &Order) -> Settlement<Placed> {
     let hook = hook_order(order);
-    let (answer, seen) = journaled(active, store, Some(&order.id), |plugin, grants| {
-        plugin.place(grants, &hook)
+    let marker = SendMarker::Placement(order.id.clone());
+    let (answer, seen) = journaled(
+        active,
+        store,
+        Some(&order.id),
+        Some(marker),
+        |plugin, grants| plugin.place(grants, &hook),
+    );
+    let answer = answer.map(|a| {
+        a.map(|p| Placed {
+            service_id: p.service_id,
+            expires: p.expires.as_ref().and_then(date),
+        })
     });
-    settle(answer.map(|a| a.map(|p| p.service_id)), &seen)
+    settle(answer, &seen, |p| {
+        check_name("service ID", &p.service_id).map_err(|e| e.to_string())
+    })
 }
 
-/// An operation on a placed order upstream, settled by the rules of placement ("done" stands
-/// for a service ID).
-pub fn operate(
+/// An action on a placed order upstream, under the operation `operation`, settled by the
+/// rules of placement. `None` when the plugin was built before the action existed.
+pub fn act(
     active: &Active,
-    store: &Arc<dyn OrderStore>,
-    id: &OrderId,
-    operation: &Operation,
-) -> Settlement {
-    let (answer, seen) = journaled(active, store, Some(id), |plugin, grants| match operation {
-        Operation::Rebind {
-            service_id,
-            licence_id,
-        } => plugin.rebind(grants, service_id, licence_id),
-        Operation::Renew { service_id, period } => {
-            let (result, usage) = plugin.renew(grants, service_id, period.get());
-            (result.map(|r| r.map(drop)), usage)
-        }
-        Operation::Remove { service_id } => plugin.remove(grants, service_id),
-    });
-    settle(answer.map(|a| a.map(|()| "done".to_owned())), &seen)
+    store: &Arc<dyn Backend>,
+    order: &OrderId,
+    operation: i64,
+    service_id: &str,
+    action: &Action,
+) -> Option<Settlement<Acted>> {
+    let marker = SendMarker::Operation(operation);
+    let mut unsupported = false;
+    let (answer, seen) = journaled(
+        active,
+        store,
+        Some(order),
+        Some(marker),
+        |plugin, grants| {
+            let done = |(r, usage): Called<Result<(), types::OrderError>>| {
+                (r.map(|r| r.map(|()| Acted::default())), usage)
+            };
+            let optional = |c: Option<Called<Result<(), types::OrderError>>>,
+                            unsupported: &mut bool| {
+                c.map(done).unwrap_or_else(|| {
+                    *unsupported = true;
+                    (Ok(Ok(Acted::default())), Default::default())
+                })
+            };
+            match action {
+                Action::Renew(period) => {
+                    let (result, usage) = plugin.renew(grants, service_id, period.get());
+                    (
+                        result.map(|r| {
+                            r.map(|renewed| Acted {
+                                expires: renewed.expires.as_ref().and_then(date),
+                            })
+                        }),
+                        usage,
+                    )
+                }
+                Action::Suspend => optional(plugin.suspend(grants, service_id), &mut unsupported),
+                Action::Resume => optional(plugin.resume(grants, service_id), &mut unsupported),
+                Action::Remove => done(plugin.remove(grants, service_id)),
+                Action::Rebind(licence) => done(plugin.rebind(grants, service_id, licence)),
+            }
+        },
+    );
+    if unsupported {
+        return None;
+    }
+    Some(settle(answer, &seen, |_| Ok(())))
 }
 
-/// Runs a hook with its upstream calls recorded in `order`'s history (when there is one), and
-/// says what the host saw of them.
+/// Runs a hook with its upstream calls recorded in `order`'s history (when there is one),
+/// marking `marker` before each write, and says what the host saw of them.
 pub fn journaled<R>(
     active: &Active,
-    store: &Arc<dyn OrderStore>,
+    store: &Arc<dyn Backend>,
     order: Option<&OrderId>,
+    marker: Option<SendMarker>,
     hook: impl FnOnce(&LoadedPlugin, &Grants) -> Called<R>,
 ) -> (Result<R, Fault>, Vec<Seen>) {
     let policy = &active.grants().upstream;
-    let journal = Journal::new(policy.client().clone(), store.clone(), order.cloned());
+    let reads = Reads::from_config(&active.config().upstream);
+    let journal = Journal::new(
+        policy.client().clone(),
+        store.clone(),
+        order.cloned(),
+        marker,
+        reads,
+    );
     let grants = Grants {
         upstream: Arc::new(policy.with_client(journal.clone())),
         ..active.grants().clone()
@@ -241,27 +314,32 @@ fn hook_order(order: &Order) -> hooks::Order {
             units: order.price.amount.units(),
             currency: order.price.currency.to_string(),
         },
-        fields: Vec::new(),
+        fields: order
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     }
 }
 
-/// Settles a hook's answer (or fault) against the calls the host saw; see the
-/// [module documentation](self) for the rules.
-pub fn settle(
-    answer: Result<Result<String, types::OrderError>, Fault>,
+/// Settles a hook's answer (or fault) against the calls the host saw; `usable` checks a
+/// success's answer. See the [module documentation](self) for the rules.
+pub fn settle<T>(
+    answer: Result<Result<T, types::OrderError>, Fault>,
     seen: &[Seen],
-) -> Settlement {
+    usable: impl Fn(&T) -> Result<(), String>,
+) -> Settlement<T> {
     let reached: Vec<&Seen> = seen
         .iter()
-        .filter(|s| s.outcome != CallOutcome::NotSent)
+        .filter(|s| s.write && s.outcome != CallOutcome::NotSent)
         .collect();
     let all_refused = reached.iter().all(|s| s.outcome == CallOutcome::Refused);
     match answer {
         Ok(Ok(_)) if reached.is_empty() => Settlement::Failed(
-            "the plugin reported success without any request reaching upstream".to_owned(),
+            "the plugin reported success without any write reaching upstream".to_owned(),
         ),
-        Ok(Ok(service_id)) => match check_name("service ID", &service_id) {
-            Ok(()) => Settlement::Placed(service_id),
+        Ok(Ok(done)) => match usable(&done) {
+            Ok(()) => Settlement::Done(done),
             Err(why) => Settlement::InDoubt(format!(
                 "upstream was called but the plugin's answer is unusable: {why}"
             )),
@@ -301,9 +379,19 @@ mod tests {
             .iter()
             .map(|&outcome| Seen {
                 func: "addition.order.param".to_owned(),
+                write: true,
                 outcome,
             })
             .collect()
+    }
+
+    fn settle(
+        answer: Result<Result<String, OrderError>, Fault>,
+        seen: &[Seen],
+    ) -> Settlement<String> {
+        super::settle(answer, seen, |id: &String| {
+            check_name("service ID", id).map_err(|e| e.to_string())
+        })
     }
 
     fn field() -> FieldError {
@@ -319,7 +407,7 @@ mod tests {
     #[test]
     fn a_service_id_places_the_order() {
         let s = settle(Ok(Ok("100001".to_owned())), &seen(&[Succeeded]));
-        assert_eq!(s, Settlement::Placed("100001".to_owned()));
+        assert_eq!(s, Settlement::Done("100001".to_owned()));
         let s = settle(Ok(Ok("a\nb".to_owned())), &seen(&[Succeeded]));
         assert!(matches!(s, Settlement::InDoubt(_)), "{s:?}");
         let s = settle(Ok(Ok(String::new())), &[]);
@@ -380,6 +468,21 @@ mod tests {
                 assert!(matches!(s, Settlement::InDoubt(_)), "{calls:?}: {s:?}");
             }
         }
+    }
+
+    #[test]
+    fn reads_never_make_a_doubt() {
+        let read = |outcome| Seen {
+            func: "addition.edit".to_owned(),
+            write: false,
+            outcome,
+        };
+        let calls = [read(Unknown), read(Succeeded)];
+        let s = settle(Ok(Err(OrderError::InDoubt("cut".into()))), &calls);
+        assert!(matches!(s, Settlement::Retry(_)), "{s:?}");
+        let fault = Fault::Host("gone".into());
+        let s = settle(Err(fault.clone()), &calls);
+        assert_eq!(s, Settlement::Retry(Unsent::Fault(fault)));
     }
 
     #[test]

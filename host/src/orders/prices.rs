@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::placement::journaled;
-use super::store::{CostStore, OrderStore, StoreError};
+use super::store::{Backend, CostStore, StoreError};
 use crate::bindings::types::OrderError;
 use crate::catalogue::{Outcome, TariffReport};
 use crate::convert::{order_error_message, upstream_prices};
@@ -57,11 +57,11 @@ pub enum RefreshError {
 /// `orders` as for any hook), keeps them in `costs` and applies them.
 pub fn refresh(
     reseller: &Reseller,
-    orders: &Arc<dyn OrderStore>,
-    costs: &dyn CostStore,
+    store: &Arc<dyn Backend>,
 ) -> Result<PriceRefresh, RefreshError> {
+    let costs: &dyn CostStore = &**store;
     let active = reseller.active();
-    let (answer, _) = journaled(&active, orders, None, |plugin, grants| {
+    let (answer, _) = journaled(&active, store, None, None, |plugin, grants| {
         plugin.upstream_costs(grants)
     });
     let offers = match answer {

@@ -12,13 +12,18 @@
 //!
 //! [`SqliteStore`]: super::SqliteStore
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{NewOrder, Order, OrderId, OrderState, can_transition, check_name};
+use super::events::{Event, EventKind};
+use super::operation::{Began, NewOperation, Operation, OperationState};
+use super::{
+    NewOrder, Order, OrderFields, OrderId, OrderState, can_transition, check_fields, check_name,
+};
 use crate::catalogue::UpstreamPrices;
-use crate::money::UpstreamCost;
+use crate::money::{Money, Months, UpstreamCost};
 
 /// Longest free text (note, error, upstream call detail) kept, in bytes; longer text is cut.
 pub const MAX_TEXT_LEN: usize = 4096;
@@ -52,6 +57,19 @@ pub enum StoreError {
     /// The request itself is wrong (a missing service ID, an empty licence ID, …).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Another operation of the order is open (running, or in doubt).
+    #[error("operation {id} ({kind}) of this order is {state}: it must end first")]
+    OperationOpen {
+        /// Its number.
+        id: i64,
+        /// What it does.
+        kind: super::operation::OperationKind,
+        /// Where it stands.
+        state: OperationState,
+    },
+    /// No operation has this number (for this order).
+    #[error("no such operation")]
+    NoOperation,
     /// The database was written by a newer host with a schema this one does not know.
     #[error(
         "the order database has schema version {found}, newer than the {supported} this host \
@@ -77,8 +95,14 @@ pub struct Change {
     pub note: Option<String>,
     /// An error that caused the transition; becomes the order's `last_error`.
     pub error: Option<String>,
-    /// The upstream service ID; required when, and only when, entering `Placed`.
+    /// The upstream service ID; required when, and only when, an order is placed (entering
+    /// `Placed` from a state in which it did not exist upstream).
     pub service_id: Option<String>,
+    /// The event the change is announced as, when not the one its new state implies
+    /// ([`EventKind::of_transition`]); an amendment announces nothing without one.
+    pub event: Option<EventKind>,
+    /// What the event says besides the order (e.g. a renewal's period).
+    pub event_data: Option<serde_json::Value>,
 }
 
 impl Change {
@@ -102,6 +126,13 @@ impl Change {
         self
     }
 
+    /// Announces the change as `event`, with `data` besides the order.
+    pub fn announced(mut self, event: EventKind, data: serde_json::Value) -> Change {
+        self.event = Some(event);
+        self.event_data = Some(data);
+        self
+    }
+
     /// Adds the upstream service ID (for `Placed`).
     pub fn with_service_id(mut self, service_id: impl Into<String>) -> Change {
         self.service_id = Some(service_id.into());
@@ -115,21 +146,22 @@ impl Change {
         if !can_transition(from, to) {
             return Err(StoreError::Forbidden { from, to });
         }
-        match (&self.service_id, to) {
-            (None, OrderState::Placed) => {
+        let placing = to == OrderState::Placed && !from.is_upstream();
+        match (&self.service_id, placing) {
+            (None, true) => {
                 return Err(StoreError::Invalid(
                     "a placed order needs the upstream service ID".to_owned(),
                 ));
             }
-            (Some(id), OrderState::Placed) => {
+            (Some(id), true) => {
                 check_name("service ID", id).map_err(|e| StoreError::Invalid(e.to_string()))?;
             }
-            (Some(_), _) => {
+            (Some(_), false) => {
                 return Err(StoreError::Invalid(format!(
-                    "a service ID is recorded only when an order becomes placed, not {to}"
+                    "a service ID is recorded only when an order is placed, not {from} to {to}"
                 )));
             }
-            (None, _) => {}
+            (None, false) => {}
         }
         Ok(self.with_texts_cut())
     }
@@ -140,7 +172,7 @@ impl Change {
             actor: cut(self.actor, 128),
             note: self.note.map(|t| cut(t, MAX_TEXT_LEN)),
             error: self.error.map(|t| cut(t, MAX_TEXT_LEN)),
-            service_id: self.service_id,
+            ..self
         }
     }
 
@@ -157,33 +189,76 @@ pub(crate) fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-/// What [`OrderStore::amend`] changes in an order besides recording it: each field is kept when
-/// `None`. An amendment that changes nothing still records its [`Change`] (e.g. a renewal).
+/// What a change does to an order besides its state: each field is kept when `None`; for the
+/// `Option<Option<_>>` ones, `Some(None)` clears the value. An amendment that changes nothing
+/// still records its [`Change`] (e.g. a renewal whose answer gave no date).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Amendment {
     /// The new licence ID, when the module was rebound to another licence.
     pub licence_id: Option<String>,
-    /// The new licence IP: `Some(Some(ip))` sets it, `Some(None)` clears it.
+    /// The new licence IP.
     pub licence_ip: Option<Option<IpAddr>>,
+    /// The module's order fields, replaced as a whole.
+    pub fields: Option<OrderFields>,
+    /// Another period (an unpaid order only: its price changes with it).
+    pub period: Option<Months>,
+    /// Another price (with the period).
+    pub price: Option<Money>,
+    /// The upstream expiry date.
+    pub expires_on: Option<Option<time::Date>>,
+    /// Where the module stands upstream, as a sync read it.
+    pub upstream_status: Option<Option<String>>,
+    /// Why a paid order waits.
+    pub waiting: Option<Option<String>>,
 }
 
 impl Amendment {
     /// Checks an amendment and the change recorded with it before any backend touches the
-    /// database: the licence ID must be a valid name and the change must carry no service ID
-    /// (both [`StoreError::Invalid`]). Returns the change with long texts cut to
-    /// [`MAX_TEXT_LEN`]. Every backend calls this.
+    /// database: names and fields must be storable ([`StoreError::Invalid`]). Returns the
+    /// change with long texts cut to [`MAX_TEXT_LEN`]. Every backend calls this (through
+    /// [`checked_change`]).
     pub fn checked(&self, change: Change) -> Result<Change, StoreError> {
+        let invalid = |e: &dyn std::fmt::Display| StoreError::Invalid(e.to_string());
         if let Some(licence) = &self.licence_id {
-            check_name("licence ID", licence).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            check_name("licence ID", licence).map_err(|e| invalid(&e))?;
         }
-        if change.service_id.is_some() {
-            return Err(StoreError::Invalid(
-                "a service ID is recorded only when an order becomes placed, not by an amendment"
-                    .to_owned(),
-            ));
+        if let Some(fields) = &self.fields {
+            check_fields(fields).map_err(|e| invalid(&e))?;
+        }
+        if let Some(Some(status)) = &self.upstream_status {
+            check_name("upstream status", status).map_err(|e| invalid(&e))?;
         }
         Ok(change.with_texts_cut())
     }
+}
+
+/// Checks a change of an order in `from` — to `to`, or an amendment that keeps the state when
+/// `to` is `None` — as every backend must before touching the database; returns the change to
+/// record, its texts cut.
+pub fn checked_change(
+    from: OrderState,
+    to: Option<OrderState>,
+    amendment: &Amendment,
+    change: Change,
+) -> Result<Change, StoreError> {
+    let change = match to {
+        Some(to) => change.checked(from, to)?,
+        None if change.service_id.is_some() => {
+            return Err(StoreError::Invalid(
+                "a service ID is recorded only when an order is placed, not by an amendment"
+                    .to_owned(),
+            ));
+        }
+        None => change,
+    };
+    if let Some(Some(why)) = &amendment.waiting
+        && why.len() > MAX_TEXT_LEN
+    {
+        return Err(StoreError::Invalid(
+            "the waiting reason is too long".to_owned(),
+        ));
+    }
+    amendment.checked(change)
 }
 
 /// Checks a list of upstream costs before any backend touches the database. Every backend
@@ -205,6 +280,16 @@ pub struct Created {
 /// Which orders [`OrderStore::list`] returns, newest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListFilter {
+    /// Only orders of this tariff.
+    pub tariff_id: Option<u64>,
+    /// Only orders whose module expires on or before this day.
+    pub expires_by: Option<time::Date>,
+    /// Only orders created at or after this time (UNIX ms).
+    pub created_from_ms: Option<i64>,
+    /// Only orders created before this time (UNIX ms).
+    pub created_to_ms: Option<i64>,
+    /// Orders skipped first (paging).
+    pub offset: u32,
     /// Only orders in this state.
     pub state: Option<OrderState>,
     /// Only orders for this licence.
@@ -216,6 +301,11 @@ pub struct ListFilter {
 impl Default for ListFilter {
     fn default() -> Self {
         ListFilter {
+            tariff_id: None,
+            expires_by: None,
+            created_from_ms: None,
+            created_to_ms: None,
+            offset: 0,
             state: None,
             licence_id: None,
             limit: 100,
@@ -361,18 +451,20 @@ impl HistoryEntry {
 /// - [`transition`](OrderStore::transition) is a compare-and-set on the state: of several callers
 ///   moving one order out of the same state, exactly one succeeds, the others get
 ///   [`StoreError::Conflict`] with the state they lost to;
-/// - at most one `New` order exists per (licence, tariff);
+/// - at most one `New` order exists per (licence, licence IP, tariff, period);
 /// - an order's history is totally ordered by its event number.
 ///
-/// With several host instances on one database, [`mark_interrupted_in_doubt`] must only be run
+/// With several host instances on one database, [`recover_interrupted`] must only be run
 /// when no instance is placing (today: the single instance, at startup). A multi-instance backend
 /// will need to record which instance claimed an order.
 ///
-/// [`mark_interrupted_in_doubt`]: OrderStore::mark_interrupted_in_doubt
+/// [`recover_interrupted`]: OrderStore::recover_interrupted
 pub trait OrderStore: Send + Sync {
-    /// Records a `New` order — or, if an unpaid (`New`) order for the same licence and tariff
-    /// exists, returns that one unchanged (a repeated Buy redirect). Atomic: racing calls for one
-    /// (licence, tariff) create one order.
+    /// Records a `New` order — or, if an unpaid (`New`) order for the same licence, licence IP,
+    /// tariff and period exists, returns that one unchanged (a repeated Buy redirect). A Buy
+    /// that differs in any of them (one without the IP, say) gets an order of its own, so that
+    /// an order page never shows what its Buy did not send. Atomic: racing calls for one such
+    /// Buy create one order.
     fn create_or_reuse_new(&self, new: &NewOrder) -> Result<Created, StoreError>;
 
     /// The order with this ID.
@@ -381,37 +473,67 @@ pub trait OrderStore: Send + Sync {
     /// Orders matching `filter`, newest first.
     fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError>;
 
-    /// Moves an order from `from` to `to` if, and only if, it is in `from` now and the state
-    /// table allows it; records the transition in the same transaction. Returns the order as
-    /// changed.
+    /// Changes an order if, and only if, it is in `from` now: moves it to `to` when given (the
+    /// state table must allow it), applies `amendment`, and records the change (and the event
+    /// it announces) in the same transaction. Returns the order as changed.
     ///
-    /// Errors: [`StoreError::Forbidden`] (table), [`StoreError::Invalid`] (the change),
+    /// An amendment (`to` = `None`) records a [`TransitionRecord`] from `from` to `from` whose
+    /// note should say what changed, and does not count an attempt.
+    ///
+    /// Errors: [`StoreError::Forbidden`] (table), [`StoreError::Invalid`] (the change, the
+    /// amendment, or a licence ID that would give its licence a second identical `New` order),
     /// [`StoreError::NotFound`], [`StoreError::Conflict`] (it is not in `from`).
+    fn change(
+        &self,
+        id: &OrderId,
+        from: OrderState,
+        to: Option<OrderState>,
+        amendment: &Amendment,
+        change: Change,
+    ) -> Result<Order, StoreError>;
+
+    /// Moves an order from `from` to `to`: [`change`](OrderStore::change) without amendment.
     fn transition(
         &self,
         id: &OrderId,
         from: OrderState,
         to: OrderState,
         change: Change,
-    ) -> Result<Order, StoreError>;
+    ) -> Result<Order, StoreError> {
+        self.change(id, from, Some(to), &Amendment::default(), change)
+    }
 
-    /// Changes an order's details without changing its state, if, and only if, it is in
-    /// `expected` now: rebinds it to another licence, or records a renewal (an empty
-    /// [`Amendment`]). Records the change in the same transaction as a [`TransitionRecord`] from
-    /// `expected` to `expected` whose note should say what changed; the change's error, if
-    /// any, becomes the order's `last_error`. Does not count an attempt. Returns the order as
-    /// changed.
-    ///
-    /// Errors: [`StoreError::Invalid`] (the amendment, the change, or a licence ID that would
-    /// give its licence a second `New` order for the tariff), [`StoreError::NotFound`],
-    /// [`StoreError::Conflict`] (it is not in `expected`).
+    /// Changes an order's details, keeping its state `expected`:
+    /// [`change`](OrderStore::change) without a new state.
     fn amend(
         &self,
         id: &OrderId,
         expected: OrderState,
         amendment: &Amendment,
         change: Change,
+    ) -> Result<Order, StoreError> {
+        self.change(id, expected, None, amendment, change)
+    }
+
+    /// Records an order that exists upstream but was never sold through this host (found by
+    /// the reconciliation), directly `Placed` with its service ID and expiry. Errors:
+    /// [`StoreError::Invalid`], also when an order not removed already has this service ID.
+    fn import_placed(
+        &self,
+        new: &NewOrder,
+        service_id: &str,
+        expires_on: Option<time::Date>,
+        actor: &str,
     ) -> Result<Order, StoreError>;
+
+    /// Counts of orders per state (states without orders are left out).
+    fn counts(&self) -> Result<BTreeMap<OrderState, u64>, StoreError>;
+
+    /// Records, just before an upstream write leaves, that it is about to: for a placement
+    /// (the order is still `Placing` under this claim) or for an operation (`pending →
+    /// sending`). Fails — and the write must not be sent — when the record cannot be made or
+    /// the claim was lost.
+    fn mark_sending(&self, marker: &SendMarker) -> Result<(), StoreError>;
 
     /// A worker's claim before it sends the upstream order: `Paid → Placing`. Two workers never
     /// both win it for one order.
@@ -438,11 +560,153 @@ pub trait OrderStore: Send + Sync {
     /// `Placing` ones (a placement was interrupted).
     fn orders_to_resume(&self) -> Result<Vec<Order>, StoreError>;
 
-    /// At startup, before any worker runs: every `Placing` order becomes `InDoubt` (its request
-    /// may have reached upstream), in one transaction; returns them. They are never re-sent
-    /// automatically.
-    fn mark_interrupted_in_doubt(&self) -> Result<Vec<Order>, StoreError>;
+    /// At startup, before any worker runs, in one transaction: every `Placing` order whose
+    /// write was marked about to leave becomes `InDoubt` (never re-sent automatically); one
+    /// whose write was not marked provably sent nothing and goes back to `Paid`; likewise a
+    /// `sending` operation becomes `in_doubt` and a `pending` one is dropped.
+    fn recover_interrupted(&self) -> Result<Interrupted, StoreError>;
+
+    /// Deletes orders that were cancelled without ever being paid, last changed before
+    /// `before_ms`, with their history; returns how many. Keeps the database bounded under
+    /// abandoned Buys.
+    fn purge_abandoned(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
+
+/// What [`OrderStore::recover_interrupted`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Placements that may have reached upstream: now `InDoubt`.
+    pub in_doubt: Vec<Order>,
+    /// Placements that provably sent nothing: back to `Paid`.
+    pub requeued: Vec<Order>,
+    /// Operations that may have reached upstream: now `in_doubt`.
+    pub operations_in_doubt: Vec<Operation>,
+    /// Operations that sent nothing: dropped.
+    pub operations_dropped: Vec<Operation>,
+}
+
+/// Whose upstream write is about to leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendMarker {
+    /// A placement of the order, under its claim.
+    Placement(OrderId),
+    /// An operation.
+    Operation(i64),
+}
+
+/// How an operation ends, for [`OperationStore::settle_operation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperationEnd {
+    /// `done`, `failed` or `in_doubt`.
+    pub state: OperationState,
+    /// What upstream answered (done).
+    pub result: Option<serde_json::Value>,
+    /// Why it failed or is in doubt.
+    pub error: Option<String>,
+    /// Who settled it by hand, when someone did (an operator resolving a doubt).
+    pub settled_by: Option<String>,
+}
+
+/// What a done operation does to its order, in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderEffect {
+    /// The state the order must be in.
+    pub from: OrderState,
+    /// Its new state, if it changes.
+    pub to: Option<OrderState>,
+    /// What else changes.
+    pub amendment: Amendment,
+    /// The record of it.
+    pub change: Change,
+}
+
+/// The durable record of operations on placed modules; see [`super::operation`].
+///
+/// Guarantees every backend gives: at most one open operation per order; an idempotency key
+/// names at most one operation of an order; every method is atomic, and a settlement changes
+/// the operation and its order together or not at all.
+pub trait OperationStore: Send + Sync {
+    /// Begins an operation (`pending`), or finds the one its idempotency key already names.
+    ///
+    /// Errors: [`StoreError::NotFound`] (the order), [`StoreError::OperationOpen`] (another
+    /// operation of the order is open), [`StoreError::Invalid`] (the key names an operation
+    /// of another kind).
+    fn begin_operation(&self, new: &NewOperation) -> Result<Began, StoreError>;
+
+    /// The operation `id`.
+    fn operation(&self, id: i64) -> Result<Operation, StoreError>;
+
+    /// The operations of an order, oldest first.
+    fn operations(&self, order: &OrderId) -> Result<Vec<Operation>, StoreError>;
+
+    /// Operations in `state`, oldest first (e.g. the ones in doubt, for reconciliation).
+    fn operations_in(&self, state: OperationState) -> Result<Vec<Operation>, StoreError>;
+
+    /// Settles an operation that is in one of `from` (and changes its order by `effect`), in
+    /// one transaction. Errors: [`StoreError::NoOperation`], [`StoreError::Conflict`] from the
+    /// order, [`StoreError::Invalid`] when the operation is not in one of `from`.
+    fn settle_operation(
+        &self,
+        id: i64,
+        from: &[OperationState],
+        end: OperationEnd,
+        effect: Option<OrderEffect>,
+    ) -> Result<Operation, StoreError>;
+
+    /// Drops a `pending` operation that sent nothing, so that its key may try again.
+    fn drop_operation(&self, id: i64) -> Result<(), StoreError>;
+}
+
+/// The durable outbox of events for the billing system; see [`super::events`].
+///
+/// Guarantees every backend gives: an event is written in the same transaction as the change
+/// it announces; IDs grow; a delivery claim is held by one deliverer until its lease ends.
+pub trait EventStore: Send + Sync {
+    /// Records an event not tied to an order change (balance low, renewal due). With a
+    /// `dedupe` key, an event with the same key already recorded makes this a no-op
+    /// (returns `None`).
+    fn emit(
+        &self,
+        kind: EventKind,
+        order: Option<&OrderId>,
+        data: serde_json::Value,
+        dedupe: Option<&str>,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Events with an ID above `after`, oldest first, at most `limit`.
+    fn events_after(&self, after: i64, limit: u32) -> Result<Vec<Event>, StoreError>;
+
+    /// Claims up to `limit` undelivered events whose next attempt is due at `now_ms`, each
+    /// for `lease_ms` (no other deliverer gets them meanwhile); oldest first.
+    fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The event was delivered.
+    fn delivered(&self, id: i64) -> Result<(), StoreError>;
+
+    /// How many delivery attempts an event has had.
+    fn delivery_attempts(&self, id: i64) -> Result<u32, StoreError>;
+
+    /// The delivery failed; try again at `next_ms`.
+    fn delivery_failed(&self, id: i64, next_ms: i64, error: &str) -> Result<(), StoreError>;
+
+    /// Undelivered events, and the oldest one's age base (UNIX ms), for health reports.
+    fn undelivered(&self) -> Result<(u64, Option<i64>), StoreError>;
+
+    /// Deletes events recorded before `before_ms` that were delivered (all of them with
+    /// `undelivered_too`, when no webhook is configured); returns how many.
+    fn purge_events(&self, before_ms: i64, undelivered_too: bool) -> Result<u64, StoreError>;
+}
+
+/// Everything the desk keeps: orders, operations, events and upstream's prices, in one
+/// database.
+pub trait Backend: OrderStore + OperationStore + EventStore + CostStore {}
+
+impl<T: OrderStore + OperationStore + EventStore + CostStore> Backend for T {}
 
 /// Upstream's prices last fetched (its tariffs and their costs), kept so that they survive a
 /// restart and can be shown with their age.
@@ -461,6 +725,12 @@ pub trait CostStore: Send + Sync {
     /// The stored upstream prices (tariffs in upstream's order; costs ordered by tariff,
     /// period, then currency) and when they were fetched (UNIX ms), or None if never.
     fn upstream(&self) -> Result<Option<(UpstreamPrices, i64)>, StoreError>;
+
+    /// Records the partner's upstream balance, read now.
+    fn record_balance(&self, balance: &Money) -> Result<(), StoreError>;
+
+    /// The balance last read and when (UNIX ms), or None if never.
+    fn balance(&self) -> Result<Option<(Money, i64)>, StoreError>;
 }
 
 /// Behaviour every backend must show; a backend's tests call these on a fresh store.

@@ -1,5 +1,7 @@
 //! The desk's background work while a server runs: placing paid orders as they come, with
-//! retries, and fetching upstream's prices on a schedule.
+//! retries; fetching upstream's prices on a schedule; the module's life (renewals due, lapses,
+//! status sync, automatic reconciliation of doubts, the balance, unpaid orders that expire);
+//! and delivering events to the billing system's webhook.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,11 +76,132 @@ async fn attempt(
         Ok(Ok(Attempt::NotClaimed(_))) => {
             waiting.remove(&order.id);
         }
+        Ok(Ok(Attempt::Waiting(_))) => {
+            // Not an attempt: look again in a while, without counting it.
+            let delay = Duration::from_millis(
+                settings
+                    .poll_ms
+                    .saturating_mul(10)
+                    .clamp(1_000, HOLD_RECHECK_MS),
+            );
+            waiting.insert(order.id, (later(delay), tries.saturating_sub(1)));
+        }
         Ok(Err(e)) => {
             tracing::error!(order = %order.id, "placement: {e}");
             waiting.insert(order.id, (later(backoff(settings, tries)), tries));
         }
         Err(e) => tracing::error!(order = %order.id, "the placement task failed: {e}"),
+    }
+}
+
+/// How often an order that waits (for its fields, for the balance) is looked at again.
+const HOLD_RECHECK_MS: u64 = 30_000;
+
+/// The module's life while the server runs, each at its own pace (read from the configuration
+/// at each round): renewal-due and lapse events and the lapse policy, the status sync and the
+/// automatic reconciliation of doubts (automatic mode), the balance, unpaid orders that
+/// expire, and the outbox's housekeeping. Only the placer runs it.
+pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
+    if !desk.is_placer() {
+        return;
+    }
+    let mut last: HashMap<&'static str, Instant> = HashMap::new();
+    loop {
+        let config = desk.reseller().active().config().clone();
+        let due = |last: &mut HashMap<&'static str, Instant>, task: &'static str, seconds: u64| {
+            if seconds == 0 {
+                return false;
+            }
+            let every = Duration::from_secs(seconds);
+            let go = last.get(task).is_none_or(|t| t.elapsed() >= every);
+            if go {
+                last.insert(task, Instant::now());
+            }
+            go
+        };
+        let automatic = config.order_mode() == OrderMode::Automatic;
+        let mut tasks: Vec<&'static str> = vec!["lifecycle"];
+        if automatic
+            && due(
+                &mut last,
+                "sync",
+                config.orders.sync_minutes.saturating_mul(60),
+            )
+        {
+            tasks.push("sync");
+        }
+        if automatic && due(&mut last, "doubts", config.orders.reconcile_after_s) {
+            tasks.push("doubts");
+        }
+        let balance_every = config.upstream.balance_minutes.saturating_mul(60);
+        if automatic && due(&mut last, "balance", balance_every) {
+            tasks.push("balance");
+        }
+        for task in tasks {
+            let desk = desk.clone();
+            let ran = tokio::task::spawn_blocking(move || match task {
+                "sync" => desk.sync_with_upstream(false).map(drop),
+                "doubts" => desk.sync_with_upstream(true).map(drop),
+                "balance" => desk.read_balance().map(drop),
+                _ => desk.lifecycle_pass().map(drop),
+            })
+            .await;
+            match ran {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(task, "scheduled work: {e}"),
+                Err(e) => tracing::error!(task, "the scheduled task failed: {e}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(
+            config.orders.poll_ms.clamp(200, 60_000),
+        ))
+        .await;
+    }
+}
+
+/// Delivers the outbox's events to the configured webhook, at least once each, with backoff,
+/// until the process ends. Several hosts on one database share the work: each event is claimed
+/// for a lease before it is sent. Delivery is blocking I/O: it runs on a thread of its own.
+pub async fn run_webhooks(desk: Arc<OrderDesk>) {
+    if let Err(e) = tokio::task::spawn_blocking(move || deliver_forever(&desk)).await {
+        tracing::error!("the event delivery thread failed: {e}");
+    }
+}
+
+fn deliver_forever(desk: &OrderDesk) {
+    // The webhook, rebuilt when its configuration changes (a reload).
+    let mut current: Option<(
+        crate::config::EventsConfig,
+        Option<crate::orders::events::Webhook>,
+    )> = None;
+    loop {
+        let config = desk.reseller().active().config().events.clone();
+        let same = current.as_ref().is_some_and(|(c, _)| {
+            c.webhook_url == config.webhook_url
+                && c.secret == config.secret
+                && c.secret_env == config.secret_env
+                && c.timeout_ms == config.timeout_ms
+        });
+        if !same {
+            let hook = config.webhook().unwrap_or_else(|e| {
+                tracing::error!("events.webhook_url cannot be used: {e}");
+                None
+            });
+            current = Some((config.clone(), hook));
+        }
+        let pause = Duration::from_millis(config.poll_ms.clamp(50, 60_000));
+        let Some((_, Some(hook))) = &current else {
+            std::thread::sleep(pause);
+            continue;
+        };
+        match desk.deliver_events(hook) {
+            Ok(0) => std::thread::sleep(pause),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!("delivering events: {e}");
+                std::thread::sleep(pause);
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use super::*;
 use crate::catalogue::UpstreamTariff;
 use crate::money::{Money, Months};
+use crate::orders::operation::OperationKind;
 use OrderState::*;
 
 /// A valid new order for `licence` and `tariff`.
@@ -18,6 +19,8 @@ pub(crate) fn new_order(licence: &str, tariff: u64) -> NewOrder {
         price: Money::from_units(9_139_286, "EUR").expect("money"),
         period: Months::MONTH,
         autoprolong: true,
+        module: Some("drweb-lite".to_owned()),
+        fields: [("email".to_owned(), "a@example.org".to_owned())].into(),
     }
 }
 
@@ -416,11 +419,35 @@ pub(crate) fn listing_and_resuming(store: &dyn OrderStore) {
     let states: Vec<(&OrderId, OrderState)> = resume.iter().map(|o| (&o.id, o.state)).collect();
     assert_eq!(states, [(&b.id, Paid), (&c.id, Placing), (&d.id, Paid)]);
 
-    let interrupted = store.mark_interrupted_in_doubt().expect("mark");
-    assert_eq!(interrupted.len(), 1);
-    assert_eq!(interrupted[0].id, c.id);
-    assert_eq!(interrupted[0].state, InDoubt);
-    assert!(interrupted[0].last_error.is_some());
+    // `c` was about to send when its placer stopped: in doubt. A claim that never marked its
+    // send sent nothing: back to paid.
+    store
+        .mark_sending(&SendMarker::Placement(c.id.clone()))
+        .expect("mark sending");
+    let e = paid(store, "E", 5);
+    store.claim_for_placing(&e.id).expect("claim e");
+    let interrupted = store.recover_interrupted().expect("recover");
+    assert_eq!(interrupted.in_doubt.len(), 1);
+    assert_eq!(interrupted.in_doubt[0].id, c.id);
+    assert_eq!(interrupted.in_doubt[0].state, InDoubt);
+    assert!(interrupted.in_doubt[0].last_error.is_some());
+    assert_eq!(interrupted.requeued.len(), 1);
+    assert_eq!(interrupted.requeued[0].id, e.id);
+    let e = store.get(&e.id).expect("get");
+    assert_eq!(
+        (e.state, e.attempts),
+        (Paid, 1),
+        "the claim's attempt still counts"
+    );
+    store
+        .transition(&e.id, Paid, Cancelled, Change::by("test"))
+        .expect("cancel e");
+    // A mark needs the claim.
+    assert!(
+        store
+            .mark_sending(&SendMarker::Placement(e.id.clone()))
+            .is_err()
+    );
     assert_eq!(store.get(&c.id).expect("get").state, InDoubt);
     for (id, state) in [(&a.id, New), (&b.id, Paid), (&d.id, Paid)] {
         assert_eq!(store.get(id).expect("get").state, state);
@@ -437,7 +464,10 @@ pub(crate) fn listing_and_resuming(store: &dyn OrderStore) {
     let resume = store.orders_to_resume().expect("resume");
     let ids: Vec<&OrderId> = resume.iter().map(|o| &o.id).collect();
     assert_eq!(ids, [&b.id, &d.id]);
-    assert!(store.mark_interrupted_in_doubt().expect("mark").is_empty());
+    assert_eq!(
+        store.recover_interrupted().expect("recover"),
+        Interrupted::default()
+    );
 }
 
 pub(crate) fn long_texts_are_cut(store: &dyn OrderStore) {
@@ -484,6 +514,7 @@ pub(crate) fn amend_rebinds_a_placed_order(store: &dyn OrderStore) {
             &Amendment {
                 licence_id: Some("184432".to_owned()),
                 licence_ip: Some(Some(new_ip)),
+                ..Amendment::default()
             },
             Change::by("operator").with_note("rebound from licence 184431 to 184432"),
         )
@@ -536,6 +567,7 @@ pub(crate) fn amend_rebinds_a_placed_order(store: &dyn OrderStore) {
             &Amendment {
                 licence_id: Some("184433".to_owned()),
                 licence_ip: Some(None),
+                ..Amendment::default()
             },
             Change::by("api")
                 .with_note("rebound from licence 184432 to 184433")
@@ -632,6 +664,7 @@ pub(crate) fn amend_is_a_compare_and_set(store: &dyn OrderStore) {
     let rebind = Amendment {
         licence_id: Some("L9".to_owned()),
         licence_ip: Some(None),
+        ..Amendment::default()
     };
     for expected in [Placed, New, Placing] {
         assert_eq!(
@@ -865,4 +898,378 @@ pub(crate) fn costs_survive_reopening(open: &dyn Fn() -> Box<dyn CostStore>) {
     assert_eq!(stored.0, costs(&[(1, 6, 30), (2, 1, 5)]));
     let store = open();
     assert_eq!(stored_costs(&*store).expect("read"), Some(stored));
+}
+
+/// A placed order for `licence` and `tariff`, with service ID `service`.
+fn placed_for(store: &dyn OrderStore, licence: &str, tariff: u64, service: &str) -> Order {
+    let o = paid(store, licence, tariff);
+    store.claim_for_placing(&o.id).expect("claim");
+    store
+        .transition(
+            &o.id,
+            Placing,
+            Placed,
+            Change::by("worker").with_service_id(service),
+        )
+        .expect("place")
+}
+
+fn renewal(order: &OrderId, key: Option<&str>) -> NewOperation {
+    NewOperation {
+        order_id: order.clone(),
+        kind: OperationKind::Renew,
+        key: key.map(str::to_owned),
+        request: serde_json::json!({"period_months": 1}),
+        actor: "billing".to_owned(),
+    }
+}
+
+pub(crate) fn operations_are_exclusive_and_keyed<S: OrderStore + OperationStore>(store: &S) {
+    let o = placed_for(store, "L1", 1, "S1");
+    let Began::New(first) = store
+        .begin_operation(&renewal(&o.id, Some("inv-1")))
+        .expect("begin")
+    else {
+        panic!("a new key begins a new operation");
+    };
+    assert_eq!(
+        (first.state, first.kind),
+        (OperationState::Pending, OperationKind::Renew)
+    );
+    // The same key names the same operation, whatever it asks.
+    let Began::Existing(again) = store
+        .begin_operation(&renewal(&o.id, Some("inv-1")))
+        .expect("again")
+    else {
+        panic!("the same key finds the operation");
+    };
+    assert_eq!(again.id, first.id);
+    // Another key, or none, waits for the open one to end.
+    for key in [Some("inv-2"), None] {
+        let err = store
+            .begin_operation(&renewal(&o.id, key))
+            .expect_err("open");
+        assert!(
+            matches!(err, StoreError::OperationOpen { id, .. } if id == first.id),
+            "{err:?}"
+        );
+    }
+    // A key names one kind of operation.
+    let suspend = NewOperation {
+        kind: OperationKind::Suspend,
+        ..renewal(&o.id, Some("inv-1"))
+    };
+    assert!(matches!(
+        store.begin_operation(&suspend),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.begin_operation(&renewal(&o.id, Some("bad key"))),
+        Err(StoreError::Invalid(_))
+    ));
+    let unknown = OrderId::from_parts(1, [9; 10]);
+    assert_eq!(
+        store.begin_operation(&renewal(&unknown, None)),
+        Err(StoreError::NotFound)
+    );
+    // Marked about to send, then settled with its order in one transaction.
+    store
+        .mark_sending(&SendMarker::Operation(first.id))
+        .expect("mark");
+    assert_eq!(
+        store.operation(first.id).expect("op").state,
+        OperationState::Sending
+    );
+    let day = time::macros::date!(2027 - 03 - 01);
+    let done = store
+        .settle_operation(
+            first.id,
+            &[OperationState::Pending, OperationState::Sending],
+            OperationEnd {
+                state: OperationState::Done,
+                result: Some(serde_json::json!({"expires_at": "2027-03-01"})),
+                error: None,
+                settled_by: None,
+            },
+            Some(OrderEffect {
+                from: Placed,
+                to: None,
+                amendment: Amendment {
+                    expires_on: Some(Some(day)),
+                    ..Amendment::default()
+                },
+                change: Change::by("billing").with_note("renewed"),
+            }),
+        )
+        .expect("settle");
+    assert_eq!(done.state, OperationState::Done);
+    assert_eq!(store.get(&o.id).expect("get").expires_on, Some(day));
+    // Settled once: not again.
+    let end = OperationEnd {
+        state: OperationState::Failed,
+        result: None,
+        error: Some("x".to_owned()),
+        settled_by: None,
+    };
+    assert!(matches!(
+        store.settle_operation(first.id, &[OperationState::Sending], end.clone(), None),
+        Err(StoreError::Invalid(_))
+    ));
+    // An effect whose order moved: nothing changes, the operation stays open.
+    let Began::New(second) = store
+        .begin_operation(&renewal(&o.id, None))
+        .expect("second")
+    else {
+        panic!("new");
+    };
+    let wrong = OrderEffect {
+        from: Suspended,
+        to: Some(Placed),
+        amendment: Amendment::default(),
+        change: Change::by("x"),
+    };
+    let err = store
+        .settle_operation(
+            second.id,
+            &[OperationState::Pending],
+            OperationEnd {
+                state: OperationState::Done,
+                ..end.clone()
+            },
+            Some(wrong),
+        )
+        .expect_err("wrong state");
+    assert!(
+        matches!(err, StoreError::Conflict { current: Placed }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.operation(second.id).expect("op").state,
+        OperationState::Pending
+    );
+    // A pending one may be dropped (it sent nothing); then its key is free again.
+    store.drop_operation(second.id).expect("drop");
+    assert_eq!(store.operation(second.id), Err(StoreError::NoOperation));
+    let ops = store.operations(&o.id).expect("ops");
+    assert_eq!(ops.iter().map(|op| op.id).collect::<Vec<_>>(), [first.id]);
+}
+
+pub(crate) fn operations_are_recovered<S: OrderStore + OperationStore>(store: &S) {
+    let a = placed_for(store, "A", 1, "SA");
+    let b = placed_for(store, "B", 1, "SB");
+    let Began::New(sending) = store
+        .begin_operation(&renewal(&a.id, Some("k")))
+        .expect("a")
+    else {
+        panic!("new");
+    };
+    store
+        .mark_sending(&SendMarker::Operation(sending.id))
+        .expect("mark");
+    let Began::New(pending) = store
+        .begin_operation(&renewal(&b.id, Some("k")))
+        .expect("b")
+    else {
+        panic!("new");
+    };
+    let found = store.recover_interrupted().expect("recover");
+    assert_eq!(
+        found
+            .operations_in_doubt
+            .iter()
+            .map(|o| (o.id, o.state))
+            .collect::<Vec<_>>(),
+        [(sending.id, OperationState::InDoubt)]
+    );
+    assert_eq!(
+        found
+            .operations_dropped
+            .iter()
+            .map(|o| o.id)
+            .collect::<Vec<_>>(),
+        [pending.id]
+    );
+    // In doubt, it holds its order: nothing else begins, and its key answers it.
+    assert!(matches!(
+        store.begin_operation(&renewal(&a.id, None)),
+        Err(StoreError::OperationOpen { .. })
+    ));
+    assert!(matches!(
+        store.begin_operation(&renewal(&a.id, Some("k"))),
+        Ok(Began::Existing(op)) if op.state == OperationState::InDoubt
+    ));
+    assert_eq!(
+        store
+            .operations_in(OperationState::InDoubt)
+            .expect("in doubt")
+            .len(),
+        1
+    );
+    // Dropped: the same key begins afresh.
+    assert!(matches!(
+        store.begin_operation(&renewal(&b.id, Some("k"))),
+        Ok(Began::New(_))
+    ));
+}
+
+pub(crate) fn events_go_with_their_changes<S: OrderStore + EventStore>(store: &S) {
+    let o = placed_for(store, "L1", 1, "S1");
+    let events = store.events_after(0, 100).expect("events");
+    let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Paid, EventKind::Placed]);
+    assert_eq!(events[1].order_id.as_ref(), Some(&o.id));
+    assert_eq!(events[1].data["order"]["state"], "placed");
+    assert!(events[0].id < events[1].id);
+    // An amendment announces only what it says it is.
+    store
+        .amend(&o.id, Placed, &Amendment::default(), Change::by("x"))
+        .expect("amend");
+    assert_eq!(store.events_after(events[1].id, 100).expect("events"), []);
+    store
+        .amend(
+            &o.id,
+            Placed,
+            &Amendment::default(),
+            Change::by("x").announced(EventKind::Renewed, serde_json::json!({"period_months": 1})),
+        )
+        .expect("amend");
+    let renewed = store.events_after(events[1].id, 100).expect("events");
+    assert_eq!(renewed.len(), 1);
+    assert_eq!(renewed[0].data["change"]["period_months"], 1);
+    // A dedupe key records an event once.
+    let key = Some("balance.low:2026-12-02");
+    let first = store
+        .emit(EventKind::BalanceLow, None, serde_json::json!({}), key)
+        .expect("emit");
+    assert!(first.is_some());
+    assert_eq!(
+        store
+            .emit(EventKind::BalanceLow, None, serde_json::json!({}), key)
+            .expect("again"),
+        None
+    );
+    // Deliveries: claimed under a lease by one deliverer, then delivered or put back.
+    let (undelivered, _) = store.undelivered().expect("undelivered");
+    assert_eq!(undelivered, 4);
+    let now = 10_i64.pow(13);
+    let claimed = store.claim_deliveries(now, 60_000, 2).expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let rest = store
+        .claim_deliveries(now, 60_000, 10)
+        .expect("claim the rest");
+    assert_eq!(rest.len(), 2);
+    assert!(
+        store
+            .claim_deliveries(now, 60_000, 10)
+            .expect("none")
+            .is_empty()
+    );
+    store.delivered(claimed[0].id).expect("delivered");
+    store
+        .delivery_failed(claimed[1].id, now + 1, "HTTP 500")
+        .expect("failed");
+    assert_eq!(store.delivery_attempts(claimed[1].id).expect("attempts"), 1);
+    let retry = store.claim_deliveries(now + 1, 60_000, 10).expect("retry");
+    assert_eq!(
+        retry.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [claimed[1].id]
+    );
+    // After the lease, unanswered claims come back.
+    let back = store
+        .claim_deliveries(now + 61_000, 60_000, 10)
+        .expect("lease over");
+    assert_eq!(back.len(), 3);
+    assert_eq!(store.undelivered().expect("undelivered").0, 3);
+    assert_eq!(store.purge_events(i64::MAX, false).expect("purge"), 1);
+    assert_eq!(store.events_after(0, 100).expect("events").len(), 3);
+}
+
+pub(crate) fn lists_counts_imports_and_purges<S: OrderStore + CostStore>(store: &S) {
+    let a = placed_for(store, "A", 1, "SA");
+    let b = placed_for(store, "B", 2, "SB");
+    let day = |d: u8| time::Date::from_calendar_date(2027, time::Month::May, d).expect("date");
+    for (o, d) in [(&a, 10), (&b, 20)] {
+        store
+            .amend(
+                &o.id,
+                Placed,
+                &Amendment {
+                    expires_on: Some(Some(day(d))),
+                    ..Amendment::default()
+                },
+                Change::by("sync"),
+            )
+            .expect("expiry");
+    }
+    let by = |f: ListFilter| {
+        store
+            .list(&f)
+            .expect("list")
+            .into_iter()
+            .map(|o| o.licence_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        by(ListFilter {
+            expires_by: Some(day(15)),
+            ..ListFilter::default()
+        }),
+        ["A"]
+    );
+    assert_eq!(
+        by(ListFilter {
+            tariff_id: Some(2),
+            ..ListFilter::default()
+        }),
+        ["B"]
+    );
+    assert_eq!(
+        by(ListFilter {
+            offset: 1,
+            ..ListFilter::default()
+        }),
+        ["A"]
+    );
+    let imported = store
+        .import_placed(&new_order("C", 3), "SC", Some(day(1)), "reconcile")
+        .expect("import");
+    assert_eq!(
+        (
+            imported.state,
+            imported.upstream_service_id.as_deref(),
+            imported.expires_on
+        ),
+        (Placed, Some("SC"), Some(day(1)))
+    );
+    assert!(matches!(
+        store.import_placed(&new_order("D", 3), "SA", None, "reconcile"),
+        Err(StoreError::Invalid(_))
+    ));
+    // Unpaid and cancelled long ago: purged, with its history; a paid-then-cancelled one stays.
+    let abandoned = store
+        .create_or_reuse_new(&new_order("E", 4))
+        .expect("new")
+        .order;
+    store
+        .transition(&abandoned.id, New, Cancelled, Change::by("expiry"))
+        .expect("cancel");
+    let refunded = paid(store, "F", 4);
+    store
+        .transition(&refunded.id, Paid, Cancelled, Change::by("billing"))
+        .expect("refund");
+    let counts = store.counts().expect("counts");
+    assert_eq!(counts.get(&Placed), Some(&3));
+    assert_eq!(counts.get(&Cancelled), Some(&2));
+    assert_eq!(store.purge_abandoned(i64::MAX).expect("purge"), 1);
+    assert_eq!(store.get(&abandoned.id), Err(StoreError::NotFound));
+    assert_eq!(store.get(&refunded.id).expect("kept").state, Cancelled);
+    // The balance.
+    assert_eq!(store.balance().expect("none"), None);
+    let money = Money::from_units(1_234_500, "EUR").expect("money");
+    store.record_balance(&money).expect("record");
+    store.record_balance(&money).expect("again");
+    assert_eq!(
+        store.balance().expect("balance").map(|(m, _)| m),
+        Some(money)
+    );
 }

@@ -18,11 +18,18 @@ use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior,
 };
 
+mod events;
+mod operations;
+
+use std::collections::BTreeMap;
+
+use super::events::EventKind;
 use super::store::{
-    Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, ListFilter, MAX_LIST_LIMIT,
-    OrderStore, StoreError, TransitionRecord, UpstreamCall, UpstreamCallRecord, check_costs,
+    Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, Interrupted, ListFilter,
+    MAX_LIST_LIMIT, OrderStore, SendMarker, StoreError, TransitionRecord, UpstreamCall,
+    UpstreamCallRecord, check_costs, checked_change,
 };
-use super::{NewOrder, Order, OrderId, OrderState};
+use super::{NewOrder, Order, OrderFields, OrderId, OrderState};
 use crate::catalogue::{UpstreamPrices, UpstreamTariff};
 use crate::money::{Money, Months, UpstreamCost};
 
@@ -114,6 +121,92 @@ const MIGRATIONS: &[&str] = &[
         name             TEXT NOT NULL,
         trial            INTEGER NOT NULL CHECK (trial IN (0, 1))
     );",
+    // 4: the module's life after the sale: the Buy's raw `module`, order fields, the expiry
+    // date, the upstream status, why a paid order waits, the "about to send" mark, the
+    // `suspended` state; operations on placed modules, the events outbox, the balance. A new
+    // unpaid order is shared only by identical Buys (licence, IP, tariff, period).
+    "CREATE TABLE orders_v4 (
+        seq                 INTEGER PRIMARY KEY,
+        id                  TEXT NOT NULL UNIQUE,
+        licence_id          TEXT NOT NULL,
+        licence_ip          TEXT,
+        tariff_id           INTEGER NOT NULL CHECK (tariff_id >= 0),
+        service_name        TEXT NOT NULL,
+        price_e4            INTEGER NOT NULL CHECK (price_e4 >= 0),
+        currency            TEXT NOT NULL CHECK (length(currency) = 3),
+        period_months       INTEGER NOT NULL CHECK (period_months > 0),
+        autoprolong         INTEGER NOT NULL CHECK (autoprolong IN (0, 1)),
+        upstream_service_id TEXT,
+        state               TEXT NOT NULL CHECK (state IN ('new', 'paid', 'placing', 'placed',
+                                'suspended', 'failed', 'in_doubt', 'cancelled', 'removed')),
+        attempts            INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        last_error          TEXT,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL,
+        events              INTEGER NOT NULL DEFAULT 0,
+        module              TEXT,
+        fields              TEXT NOT NULL DEFAULT '{}',
+        expires_on          TEXT,
+        upstream_status     TEXT,
+        waiting             TEXT,
+        sending             INTEGER NOT NULL DEFAULT 0 CHECK (sending IN (0, 1))
+    );
+    INSERT INTO orders_v4 (seq, id, licence_id, licence_ip, tariff_id, service_name, price_e4,
+            currency, period_months, autoprolong, upstream_service_id, state, attempts,
+            last_error, created_ms, updated_ms, events)
+        SELECT seq, id, licence_id, licence_ip, tariff_id, service_name, price_e4, currency,
+            period_months, autoprolong, upstream_service_id, state, attempts, last_error,
+            created_ms, updated_ms, events
+        FROM orders;
+    DROP TABLE orders;
+    ALTER TABLE orders_v4 RENAME TO orders;
+    CREATE UNIQUE INDEX orders_one_new_per_buy
+        ON orders (licence_id, tariff_id, COALESCE(licence_ip, ''), period_months)
+        WHERE state = 'new';
+    CREATE INDEX orders_by_state ON orders (state, seq);
+    CREATE INDEX orders_by_licence ON orders (licence_id, seq);
+    CREATE INDEX orders_by_service ON orders (upstream_service_id);
+    CREATE INDEX orders_by_expiry ON orders (expires_on) WHERE expires_on IS NOT NULL;
+    CREATE TABLE operations (
+        id             INTEGER PRIMARY KEY,
+        order_id       TEXT NOT NULL REFERENCES orders (id),
+        kind           TEXT NOT NULL CHECK (kind IN ('renew', 'suspend', 'resume', 'remove',
+                           'rebind')),
+        idem_key       TEXT,
+        request        TEXT NOT NULL,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'sending', 'done', 'failed',
+                           'in_doubt')),
+        result         TEXT,
+        error          TEXT,
+        actor          TEXT NOT NULL,
+        settled_by     TEXT,
+        created_ms     INTEGER NOT NULL,
+        updated_ms     INTEGER NOT NULL
+    );
+    CREATE UNIQUE INDEX operations_by_key ON operations (order_id, idem_key)
+        WHERE idem_key IS NOT NULL;
+    CREATE UNIQUE INDEX operations_one_open ON operations (order_id)
+        WHERE state IN ('pending', 'sending', 'in_doubt');
+    CREATE INDEX operations_by_state ON operations (state, id);
+    CREATE TABLE events (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind            TEXT NOT NULL,
+        at_ms           INTEGER NOT NULL,
+        order_id        TEXT,
+        data            TEXT NOT NULL,
+        dedupe          TEXT UNIQUE,
+        delivered_ms    INTEGER,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT
+    );
+    CREATE INDEX events_undelivered ON events (next_attempt_ms, id) WHERE delivered_ms IS NULL;
+    CREATE TABLE upstream_balance (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        amount_e4   INTEGER NOT NULL,
+        currency    TEXT NOT NULL CHECK (length(currency) = 3),
+        read_ms     INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this host writes: the number of migration steps.
@@ -121,7 +214,10 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const ORDER_COLUMNS: &str = "id, licence_id, licence_ip, tariff_id, service_name, price_e4, \
      currency, period_months, autoprolong, upstream_service_id, state, attempts, last_error, \
-     created_ms, updated_ms";
+     created_ms, updated_ms, module, fields, expires_on, upstream_status, waiting";
+
+/// The column after [`ORDER_COLUMNS`] in queries that add one.
+const NEXT_COLUMN: usize = 20;
 
 /// Orders in a SQLite database.
 #[derive(Debug)]
@@ -162,8 +258,12 @@ impl SqliteStore {
     fn prepare(mut conn: Connection) -> Result<SqliteStore, StoreError> {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
-        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        // Migrations rebuild tables that others reference, which SQLite allows only with the
+        // foreign keys off; they are checked before the migration commits.
+        conn.pragma_update(None, "foreign_keys", false)
+            .map_err(db)?;
         migrate(&mut conn)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -255,10 +355,20 @@ fn migrate_with(conn: &mut Connection, steps: &[&str]) -> Result<(), StoreError>
         tx.pragma_update(None, "user_version", i as i64 + 1)
             .map_err(db)?;
     }
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
+    if let Some(table) = broken {
+        return Err(StoreError::Database(format!(
+            "the migration would leave rows of {table} without their order; nothing was changed"
+        )));
+    }
     tx.commit().map_err(db)
 }
 
-fn now_ms() -> i64 {
+/// The time now, UNIX milliseconds.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -310,6 +420,7 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         ),
     };
     let tariff: i64 = row.get(3)?;
+    let fields: String = row.get(16)?;
     Ok(Order {
         id: row.get(0)?,
         licence_id: row.get(1)?,
@@ -326,11 +437,17 @@ fn order_from_row(row: &Row<'_>) -> rusqlite::Result<Order> {
         last_error: row.get(12)?,
         created_ms: row.get(13)?,
         updated_ms: row.get(14)?,
+        module: row.get(15)?,
+        fields: serde_json::from_str(&fields)
+            .map_err(|e| unreadable(16, format!("order fields: {e}")))?,
+        expires_on: date(row, 17)?,
+        upstream_status: row.get(18)?,
+        waiting: row.get(19)?,
     })
 }
 
 /// Money from an amount column and a currency column.
-fn money(row: &Row<'_>, amount: usize, currency: usize) -> rusqlite::Result<Money> {
+pub(super) fn money(row: &Row<'_>, amount: usize, currency: usize) -> rusqlite::Result<Money> {
     let units: i64 = row.get(amount)?;
     let code: String = row.get(currency)?;
     Money::from_units(units, &code).map_err(|e| unreadable(amount, e.to_string()))
@@ -341,11 +458,30 @@ fn months(row: &Row<'_>, idx: usize) -> rusqlite::Result<Months> {
     Months::new(row.get(idx)?).map_err(|e| unreadable(idx, e.to_string()))
 }
 
+/// A date from a `YYYY-MM-DD` column.
+fn date(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<time::Date>> {
+    let Some(text) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(None);
+    };
+    time::Date::parse(&text, DATE)
+        .map(Some)
+        .map_err(|_| unreadable(idx, format!("`{text}` is not a date")))
+}
+
+/// How dates are stored.
+const DATE: &[time::format_description::BorrowedFormatItem<'_>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
+/// A date as stored.
+fn date_text(d: time::Date) -> String {
+    crate::dates::text(d)
+}
+
 fn event_number(idx: usize, value: i64) -> rusqlite::Result<u64> {
     u64::try_from(value).map_err(|_| unreadable(idx, format!("negative event number {value}")))
 }
 
-fn get_order(tx: &Transaction<'_>, id: &OrderId) -> Result<Order, StoreError> {
+pub(super) fn get_order(tx: &Transaction<'_>, id: &OrderId) -> Result<Order, StoreError> {
     tx.query_row(
         &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"),
         [id],
@@ -356,36 +492,117 @@ fn get_order(tx: &Transaction<'_>, id: &OrderId) -> Result<Order, StoreError> {
     .ok_or(StoreError::NotFound)
 }
 
-/// The compare-and-set itself, inside the caller's write transaction. `change` has been
-/// checked.
-fn apply_transition(
+fn fields_text(fields: &OrderFields) -> Result<String, StoreError> {
+    serde_json::to_string(fields)
+        .map_err(|e| StoreError::Database(format!("cannot encode order fields: {e}")))
+}
+
+/// The compare-and-set itself — state change, amendment, audit record and announced event —
+/// inside the caller's write transaction. `change` has been checked ([`checked_change`]).
+pub(super) fn apply_change(
     tx: &Transaction<'_>,
     id: &OrderId,
     from: OrderState,
-    to: OrderState,
+    to: Option<OrderState>,
+    amendment: &Amendment,
     change: &Change,
     now: i64,
 ) -> Result<Order, StoreError> {
-    let attempts = i64::from(Change::counts_attempt(from, to));
+    let state = to.unwrap_or(from);
+    let attempts = i64::from(to.is_some_and(|to| Change::counts_attempt(from, to)));
+    // A new claim starts without the "about to send" mark.
+    let claim = to == Some(OrderState::Placing);
+    let (set_ip, ip) = match amendment.licence_ip {
+        None => (false, None),
+        Some(ip) => (true, ip.map(|ip| ip.to_string())),
+    };
+    let fields = amendment.fields.as_ref().map(fields_text).transpose()?;
+    let (set_expiry, expiry) = match amendment.expires_on {
+        None => (false, None),
+        Some(d) => (true, d.map(date_text)),
+    };
+    let (set_status, status) = match &amendment.upstream_status {
+        None => (false, None),
+        Some(s) => (true, s.clone()),
+    };
+    let (set_waiting, waiting) = match &amendment.waiting {
+        None => (false, None),
+        Some(w) => (true, w.clone()),
+    };
+    let price = amendment.price.as_ref();
     let updated = tx
         .query_row(
             &format!(
-                "UPDATE orders SET state = ?3, attempts = attempts + ?4,
-                     last_error = COALESCE(?5, last_error),
-                     upstream_service_id = COALESCE(?6, upstream_service_id),
-                     updated_ms = ?7, events = events + 1
-                 WHERE id = ?1 AND state = ?2
+                "UPDATE orders SET state = :to, attempts = attempts + :attempts,
+                     last_error = COALESCE(:error, last_error),
+                     upstream_service_id = COALESCE(:service, upstream_service_id),
+                     licence_id = COALESCE(:licence, licence_id),
+                     licence_ip = CASE WHEN :set_ip THEN :ip ELSE licence_ip END,
+                     fields = COALESCE(:fields, fields),
+                     period_months = COALESCE(:period, period_months),
+                     price_e4 = COALESCE(:price, price_e4),
+                     currency = COALESCE(:currency, currency),
+                     expires_on = CASE WHEN :set_expiry THEN :expiry ELSE expires_on END,
+                     upstream_status = CASE WHEN :set_status THEN :status ELSE upstream_status END,
+                     waiting = CASE WHEN :set_waiting THEN :waiting ELSE waiting END,
+                     sending = CASE WHEN :claim THEN 0 ELSE sending END,
+                     updated_ms = :now, events = events + 1
+                 WHERE id = :id AND state = :from
                  RETURNING {ORDER_COLUMNS}, events"
             ),
-            rusqlite::params![id, from, to, attempts, change.error, change.service_id, now],
-            |row| Ok((order_from_row(row)?, event_number(15, row.get(15)?)?)),
+            rusqlite::named_params! {
+                ":id": id,
+                ":from": from,
+                ":to": state,
+                ":attempts": attempts,
+                ":error": change.error,
+                ":service": change.service_id,
+                ":licence": amendment.licence_id,
+                ":set_ip": set_ip,
+                ":ip": ip,
+                ":fields": fields,
+                ":period": amendment.period.map(Months::get),
+                ":price": price.map(|p| p.amount.units()),
+                ":currency": price.map(|p| p.currency.as_str()),
+                ":set_expiry": set_expiry,
+                ":expiry": expiry,
+                ":set_status": set_status,
+                ":status": status,
+                ":set_waiting": set_waiting,
+                ":waiting": waiting,
+                ":claim": claim,
+                ":now": now,
+            },
+            |row| {
+                Ok((
+                    order_from_row(row)?,
+                    event_number(NEXT_COLUMN, row.get(NEXT_COLUMN)?)?,
+                ))
+            },
         )
         .optional()
-        .map_err(db)?;
+        .map_err(|e| match e.sqlite_error_code() {
+            // The only constraint a change can break: one `New` order per identical Buy.
+            Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(
+                "this licence already has the same unpaid order for this module".to_owned(),
+            ),
+            _ => db(e),
+        })?;
     let Some((order, event)) = updated else {
         return Err(not_updated(tx, id)?);
     };
-    insert_transition(tx, id, event, Some(from), to, change, now)?;
+    insert_transition(tx, id, event, Some(from), state, change, now)?;
+    let announced = match to {
+        Some(to) => change.event.or(EventKind::of_transition(from, to)),
+        None => change.event,
+    };
+    if let Some(kind) = announced {
+        let mut data = serde_json::json!({ "order": order });
+        if let Some(extra) = &change.event_data {
+            data["change"] = extra.clone();
+        }
+        events::insert(tx, kind, Some(id), &data, None, now)?;
+    }
     Ok(order)
 }
 
@@ -400,58 +617,6 @@ fn not_updated(tx: &Transaction<'_>, id: &OrderId) -> Result<StoreError, StoreEr
         None => StoreError::NotFound,
         Some(current) => StoreError::Conflict { current },
     })
-}
-
-/// The amendment's conditional update and its audit record, inside the caller's write
-/// transaction. `change` has been checked with the amendment.
-fn apply_amendment(
-    tx: &Transaction<'_>,
-    id: &OrderId,
-    expected: OrderState,
-    amendment: &Amendment,
-    change: &Change,
-    now: i64,
-) -> Result<Order, StoreError> {
-    let (set_ip, ip) = match amendment.licence_ip {
-        None => (false, None),
-        Some(ip) => (true, ip.map(|ip| ip.to_string())),
-    };
-    let updated = tx
-        .query_row(
-            &format!(
-                "UPDATE orders SET licence_id = COALESCE(?3, licence_id),
-                     licence_ip = CASE WHEN ?4 THEN ?5 ELSE licence_ip END,
-                     last_error = COALESCE(?6, last_error),
-                     updated_ms = ?7, events = events + 1
-                 WHERE id = ?1 AND state = ?2
-                 RETURNING {ORDER_COLUMNS}, events"
-            ),
-            rusqlite::params![
-                id,
-                expected,
-                amendment.licence_id,
-                set_ip,
-                ip,
-                change.error,
-                now
-            ],
-            |row| Ok((order_from_row(row)?, event_number(15, row.get(15)?)?)),
-        )
-        .optional()
-        .map_err(|e| match e.sqlite_error_code() {
-            // The only constraint a changed licence can break: one `New` order per licence
-            // and tariff.
-            Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(format!(
-                "licence {} already has an unpaid order for this tariff",
-                amendment.licence_id.as_deref().unwrap_or_default()
-            )),
-            _ => db(e),
-        })?;
-    let Some((order, event)) = updated else {
-        return Err(not_updated(tx, id)?);
-    };
-    insert_transition(tx, id, event, Some(expected), expected, change, now)?;
-    Ok(order)
 }
 
 fn insert_transition(
@@ -484,6 +649,61 @@ fn insert_transition(
     Ok(())
 }
 
+/// A new order ID: the time now and ten random bytes from SQLite.
+fn new_id(tx: &Transaction<'_>, now: i64) -> Result<OrderId, StoreError> {
+    let random: Vec<u8> = tx
+        .query_row("SELECT randomblob(10)", [], |r| r.get(0))
+        .map_err(db)?;
+    let entropy: [u8; 10] = random
+        .try_into()
+        .map_err(|_| StoreError::Database("randomblob gave the wrong length".into()))?;
+    Ok(OrderId::from_parts(
+        u64::try_from(now).unwrap_or(0),
+        entropy,
+    ))
+}
+
+/// Inserts an order in `state` with its first history record.
+fn insert_order(
+    tx: &Transaction<'_>,
+    new: &NewOrder,
+    state: OrderState,
+    extra: (Option<&str>, Option<time::Date>),
+    change: &Change,
+    now: i64,
+) -> Result<OrderId, StoreError> {
+    let tariff = i64::try_from(new.tariff_id)
+        .map_err(|_| StoreError::Invalid("tariff ID too large".to_owned()))?;
+    let id = new_id(tx, now)?;
+    let (service_id, expires_on) = extra;
+    tx.execute(
+        "INSERT INTO orders (id, licence_id, licence_ip, tariff_id, service_name,
+             price_e4, currency, period_months, autoprolong, state, attempts,
+             created_ms, updated_ms, events, module, fields, upstream_service_id, expires_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, 1, ?12, ?13, ?14, ?15)",
+        rusqlite::params![
+            id,
+            new.licence_id,
+            new.licence_ip.map(|ip| ip.to_string()),
+            tariff,
+            new.service_name,
+            new.price.amount.units(),
+            new.price.currency.as_str(),
+            new.period.get(),
+            new.autoprolong,
+            state,
+            now,
+            new.module,
+            fields_text(&new.fields)?,
+            service_id,
+            expires_on.map(date_text),
+        ],
+    )
+    .map_err(db)?;
+    insert_transition(tx, &id, 1, None, state, change, now)?;
+    Ok(id)
+}
+
 impl OrderStore for SqliteStore {
     fn create_or_reuse_new(&self, new: &NewOrder) -> Result<Created, StoreError> {
         new.validate()
@@ -495,9 +715,16 @@ impl OrderStore for SqliteStore {
                 .query_row(
                     &format!(
                         "SELECT {ORDER_COLUMNS} FROM orders
-                         WHERE licence_id = ?1 AND tariff_id = ?2 AND state = 'new'"
+                         WHERE licence_id = ?1 AND tariff_id = ?2
+                             AND COALESCE(licence_ip, '') = ?3 AND period_months = ?4
+                             AND state = 'new'"
                     ),
-                    rusqlite::params![new.licence_id, tariff],
+                    rusqlite::params![
+                        new.licence_id,
+                        tariff,
+                        new.licence_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                        new.period.get()
+                    ],
                     order_from_row,
                 )
                 .optional()
@@ -509,38 +736,11 @@ impl OrderStore for SqliteStore {
                 });
             }
             let now = now_ms();
-            let random: Vec<u8> = tx
-                .query_row("SELECT randomblob(10)", [], |r| r.get(0))
-                .map_err(db)?;
-            let entropy: [u8; 10] = random
-                .try_into()
-                .map_err(|_| StoreError::Database("randomblob gave the wrong length".into()))?;
-            let id = OrderId::from_parts(u64::try_from(now).unwrap_or(0), entropy);
-            tx.execute(
-                "INSERT INTO orders (id, licence_id, licence_ip, tariff_id, service_name,
-                     price_e4, currency, period_months, autoprolong, state, attempts,
-                     created_ms, updated_ms, events)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'new', 0, ?10, ?10, 1)",
-                rusqlite::params![
-                    id,
-                    new.licence_id,
-                    new.licence_ip.map(|ip| ip.to_string()),
-                    tariff,
-                    new.service_name,
-                    new.price.amount.units(),
-                    new.price.currency.as_str(),
-                    new.period.get(),
-                    new.autoprolong,
-                    now
-                ],
-            )
-            .map_err(db)?;
-            insert_transition(
+            let id = insert_order(
                 tx,
-                &id,
-                1,
-                None,
+                new,
                 OrderState::New,
+                (None, None),
                 &Change::by("create"),
                 now,
             )?;
@@ -557,17 +757,34 @@ impl OrderStore for SqliteStore {
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<Order>, StoreError> {
         let limit = i64::from(filter.limit.min(MAX_LIST_LIMIT));
+        let tariff = filter
+            .tariff_id
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX));
         self.read(|tx| {
             let mut stmt = tx
                 .prepare(&format!(
                     "SELECT {ORDER_COLUMNS} FROM orders
-                     WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR licence_id = ?2)
-                     ORDER BY created_ms DESC, seq DESC LIMIT ?3"
+                     WHERE (:state IS NULL OR state = :state)
+                         AND (:licence IS NULL OR licence_id = :licence)
+                         AND (:tariff IS NULL OR tariff_id = :tariff)
+                         AND (:expires IS NULL OR expires_on <= :expires)
+                         AND (:from IS NULL OR created_ms >= :from)
+                         AND (:to IS NULL OR created_ms < :to)
+                     ORDER BY created_ms DESC, seq DESC LIMIT :limit OFFSET :offset"
                 ))
                 .map_err(db)?;
             let rows = stmt
                 .query_map(
-                    rusqlite::params![filter.state, filter.licence_id, limit],
+                    rusqlite::named_params! {
+                        ":state": filter.state,
+                        ":licence": filter.licence_id,
+                        ":tariff": tariff,
+                        ":expires": filter.expires_by.map(date_text),
+                        ":from": filter.created_from_ms,
+                        ":to": filter.created_to_ms,
+                        ":limit": limit,
+                        ":offset": i64::from(filter.offset),
+                    },
                     order_from_row,
                 )
                 .map_err(db)?;
@@ -575,26 +792,101 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn transition(
+    fn change(
         &self,
         id: &OrderId,
         from: OrderState,
-        to: OrderState,
-        change: Change,
-    ) -> Result<Order, StoreError> {
-        let change = change.checked(from, to)?;
-        self.write(|tx| apply_transition(tx, id, from, to, &change, now_ms()))
-    }
-
-    fn amend(
-        &self,
-        id: &OrderId,
-        expected: OrderState,
+        to: Option<OrderState>,
         amendment: &Amendment,
         change: Change,
     ) -> Result<Order, StoreError> {
-        let change = amendment.checked(change)?;
-        self.write(|tx| apply_amendment(tx, id, expected, amendment, &change, now_ms()))
+        let change = checked_change(from, to, amendment, change)?;
+        self.write(|tx| apply_change(tx, id, from, to, amendment, &change, now_ms()))
+    }
+
+    fn import_placed(
+        &self,
+        new: &NewOrder,
+        service_id: &str,
+        expires_on: Option<time::Date>,
+        actor: &str,
+    ) -> Result<Order, StoreError> {
+        new.validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let change = Change::by(actor)
+            .with_service_id(service_id)
+            .with_note("imported: it exists upstream, sold before this host kept it")
+            .checked(OrderState::Paid, OrderState::Placed)?;
+        self.write(|tx| {
+            let taken: Option<OrderId> = tx
+                .query_row(
+                    "SELECT id FROM orders WHERE upstream_service_id = ?1 AND state != 'removed'",
+                    [service_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            if let Some(other) = taken {
+                return Err(StoreError::Invalid(format!(
+                    "service {service_id} is already order {other}"
+                )));
+            }
+            let now = now_ms();
+            let id = insert_order(
+                tx,
+                new,
+                OrderState::Placed,
+                (Some(service_id), expires_on),
+                &change,
+                now,
+            )?;
+            get_order(tx, &id)
+        })
+    }
+
+    fn counts(&self) -> Result<BTreeMap<OrderState, u64>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare("SELECT state, COUNT(*) FROM orders GROUP BY state")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, OrderState>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db)?;
+            rows.map(|r| r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0))))
+                .collect::<Result<_, _>>()
+                .map_err(db)
+        })
+    }
+
+    fn mark_sending(&self, marker: &SendMarker) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let now = now_ms();
+            let changed = match marker {
+                SendMarker::Placement(id) => tx
+                    .execute(
+                        "UPDATE orders SET sending = 1, updated_ms = ?2
+                         WHERE id = ?1 AND state = 'placing'",
+                        rusqlite::params![id, now],
+                    )
+                    .map_err(db)?,
+                SendMarker::Operation(id) => tx
+                    .execute(
+                        "UPDATE operations SET state = 'sending', updated_ms = ?2
+                         WHERE id = ?1 AND state IN ('pending', 'sending')",
+                        rusqlite::params![id, now],
+                    )
+                    .map_err(db)?,
+            };
+            if changed == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(
+                    "the claim on this order or operation was lost".to_owned(),
+                ))
+            }
+        })
     }
 
     fn record_upstream_call(
@@ -714,25 +1006,85 @@ impl OrderStore for SqliteStore {
         })
     }
 
-    fn mark_interrupted_in_doubt(&self) -> Result<Vec<Order>, StoreError> {
-        let (from, to) = (OrderState::Placing, OrderState::InDoubt);
-        let change = Change::by("startup")
+    fn recover_interrupted(&self) -> Result<Interrupted, StoreError> {
+        let doubt = Change::by("startup")
             .with_error(
                 "the host stopped while placing this order; it may or may not exist upstream",
             )
-            .checked(from, to)?;
+            .checked(OrderState::Placing, OrderState::InDoubt)?;
+        let requeue = Change::by("startup")
+            .with_error("the host stopped before sending this order; nothing reached upstream")
+            .with_note("queued again")
+            .checked(OrderState::Placing, OrderState::Paid)?;
         self.write(|tx| {
-            let ids = {
+            let placing = {
                 let mut stmt = tx
-                    .prepare("SELECT id FROM orders WHERE state = 'placing' ORDER BY seq")
+                    .prepare("SELECT id, sending FROM orders WHERE state = 'placing' ORDER BY seq")
                     .map_err(db)?;
-                let rows = stmt.query_map([], |r| r.get::<_, OrderId>(0)).map_err(db)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get::<_, OrderId>(0)?, r.get::<_, bool>(1)?)))
+                    .map_err(db)?;
                 rows.collect::<Result<Vec<_>, _>>().map_err(db)?
             };
             let now = now_ms();
-            ids.iter()
-                .map(|id| apply_transition(tx, id, from, to, &change, now))
-                .collect()
+            let mut found = Interrupted::default();
+            let none = Amendment::default();
+            for (id, sent) in placing {
+                if sent {
+                    let order = apply_change(
+                        tx,
+                        &id,
+                        OrderState::Placing,
+                        Some(OrderState::InDoubt),
+                        &none,
+                        &doubt,
+                        now,
+                    )?;
+                    found.in_doubt.push(order);
+                } else {
+                    let order = apply_change(
+                        tx,
+                        &id,
+                        OrderState::Placing,
+                        Some(OrderState::Paid),
+                        &none,
+                        &requeue,
+                        now,
+                    )?;
+                    found.requeued.push(order);
+                }
+            }
+            let (in_doubt, dropped) = operations::recover(tx, now)?;
+            found.operations_in_doubt = in_doubt;
+            found.operations_dropped = dropped;
+            Ok(found)
+        })
+    }
+
+    fn purge_abandoned(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let ids = {
+                let mut stmt = tx
+                    .prepare(
+                        "SELECT id FROM orders o WHERE state = 'cancelled' AND updated_ms < ?1
+                         AND NOT EXISTS (SELECT 1 FROM order_transitions t
+                                         WHERE t.order_id = o.id AND t.to_state = 'paid')",
+                    )
+                    .map_err(db)?;
+                let rows = stmt
+                    .query_map([before_ms], |r| r.get::<_, OrderId>(0))
+                    .map_err(db)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(db)?
+            };
+            for id in &ids {
+                for table in ["upstream_calls", "order_transitions", "operations"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE order_id = ?1"), [id])
+                        .map_err(db)?;
+                }
+                tx.execute("DELETE FROM orders WHERE id = ?1", [id])
+                    .map_err(db)?;
+            }
+            Ok(u64::try_from(ids.len()).unwrap_or(0))
         })
     }
 }
@@ -849,6 +1201,32 @@ impl CostStore for SqliteStore {
             Ok(Some((UpstreamPrices { tariffs, costs }, fetched)))
         })
     }
+
+    fn record_balance(&self, balance: &Money) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO upstream_balance (id, amount_e4, currency, read_ms)
+                 VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET amount_e4 = excluded.amount_e4,
+                     currency = excluded.currency, read_ms = excluded.read_ms",
+                rusqlite::params![balance.amount.units(), balance.currency.as_str(), now_ms()],
+            )
+            .map_err(db)
+            .map(drop)
+        })
+    }
+
+    fn balance(&self) -> Result<Option<(Money, i64)>, StoreError> {
+        self.read(|tx| {
+            tx.query_row(
+                "SELECT amount_e4, currency, read_ms FROM upstream_balance WHERE id = 1",
+                [],
+                |r| Ok((money(r, 0, 1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -857,6 +1235,7 @@ mod tests {
     use std::thread;
 
     use super::*;
+    use crate::orders::store::EventStore;
     use crate::orders::store::conformance::{self, prices_of, stored_costs};
     use OrderState::*;
 
@@ -881,6 +1260,10 @@ mod tests {
         conformance::amend_records_a_renewal(&memory());
         conformance::amend_is_a_compare_and_set(&memory());
         conformance::amend_input_is_checked(&memory());
+        conformance::operations_are_exclusive_and_keyed(&memory());
+        conformance::operations_are_recovered(&memory());
+        conformance::events_go_with_their_changes(&memory());
+        conformance::lists_counts_imports_and_purges(&memory());
     }
 
     #[test]
@@ -1024,61 +1407,92 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("orders.db");
         let previous = &MIGRATIONS[..MIGRATIONS.len() - 1];
-        let (orders, histories) = {
-            // A store at the previous version (every step but the last), with orders written
-            // by the code paths the previous version had.
+        {
+            // A store at the previous version (every step but the last), with rows as the
+            // previous version wrote them: a placed order with its history and upstream call,
+            // a queued one, and the upstream costs.
             let mut conn = Connection::open(&path).expect("raw open");
             migrate_with(&mut conn, previous).expect("old schema");
             assert_eq!(user_version(&conn).expect("version"), SCHEMA_VERSION - 1);
-            let old = SqliteStore {
-                conn: Mutex::new(conn),
-            };
-            let placed = conformance::placed(&old, "L1", "42");
-            let queued = conformance::paid(&old, "L2", 1);
-            old.lock()
-                .execute_batch(
-                    "INSERT INTO upstream_costs (tariff_id, period_months, amount_e4, currency)
-                         VALUES (7, 1, 35000, 'EUR');
-                     INSERT INTO upstream_costs_fetch (id, fetched_ms) VALUES (1, 1);",
-                )
-                .expect("costs of the previous version");
-            let orders = old.list(&ListFilter::default()).expect("list");
-            let histories = [&placed, &queued]
-                .map(|o| old.history(&o.id).expect("history"))
-                .to_vec();
-            (orders, histories)
-        };
+            conn.execute_batch(
+                "INSERT INTO orders (id, licence_id, licence_ip, tariff_id, service_name,
+                     price_e4, currency, period_months, autoprolong, upstream_service_id, state,
+                     attempts, last_error, created_ms, updated_ms, events)
+                 VALUES ('01JQ3V6K8Z9X4N2B7C5D0E1F2G', 'L1', '192.0.2.10', 55361, 'drweb',
+                         36000, 'EUR', 1, 1, '42', 'placed', 1, NULL, 10, 20, 3),
+                        ('01JQ3V6K8Z9X4N2B7C5D0E1F2H', 'L2', NULL, 55362, 'drweb-pro',
+                         72000, 'EUR', 12, 0, NULL, 'paid', 0, NULL, 11, 11, 1);
+                 INSERT INTO order_transitions (order_id, event, from_state, to_state, at_ms,
+                     actor, note, error, service_id)
+                 VALUES ('01JQ3V6K8Z9X4N2B7C5D0E1F2G', 1, NULL, 'new', 10, 'create', NULL, NULL, NULL),
+                        ('01JQ3V6K8Z9X4N2B7C5D0E1F2G', 3, 'placing', 'placed', 20, 'worker',
+                         'placed upstream', NULL, '42'),
+                        ('01JQ3V6K8Z9X4N2B7C5D0E1F2H', 1, NULL, 'new', 11, 'create', NULL, NULL, NULL);
+                 INSERT INTO upstream_calls (order_id, event, at_ms, func, params, http_status,
+                     duration_ms, outcome, detail)
+                 VALUES ('01JQ3V6K8Z9X4N2B7C5D0E1F2G', 2, 15, 'addition.order.param',
+                         '[[\"item\",\"L1\"]]', 200, 5, 'succeeded', 'ok');
+                 INSERT INTO upstream_costs (tariff_id, period_months, amount_e4, currency)
+                     VALUES (7, 1, 35000, 'EUR');
+                 INSERT INTO upstream_costs_fetch (id, fetched_ms) VALUES (1, 1);",
+            )
+            .expect("rows of the previous version");
+        }
         for _ in 0..2 {
             let store = SqliteStore::open(&path).expect("open");
             assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
-            assert_eq!(store.list(&ListFilter::default()).expect("list"), orders);
-            for (o, history) in orders.iter().rev().zip(&histories) {
-                assert_eq!(&store.history(&o.id).expect("history"), history);
-            }
+            let orders = store.list(&ListFilter::default()).expect("list");
+            assert_eq!(orders.len(), 2);
+            let placed = orders.iter().find(|o| o.state == Placed).expect("placed");
+            assert_eq!(
+                (
+                    placed.licence_id.as_str(),
+                    placed.upstream_service_id.as_deref()
+                ),
+                ("L1", Some("42"))
+            );
+            assert_eq!(placed.price.to_string(), "3.6000 EUR");
+            assert_eq!(
+                (&placed.module, placed.fields.is_empty(), placed.expires_on),
+                (&None, true, None)
+            );
+            let history = store.history(&placed.id).expect("history");
+            assert_eq!(history.len(), 3, "{history:?}");
+            assert!(
+                matches!(&history[1], HistoryEntry::UpstreamCall(c) if c.call.func == "addition.order.param")
+            );
         }
         // The costs kept before are still there; the new tables work, and the old orders can
-        // be amended.
+        // be changed.
         let store = SqliteStore::open(&path).expect("open");
         assert_eq!(
             stored_costs(&store).expect("costs"),
             Some((conformance::costs(&[(7, 1, 35_000)]), 1))
         );
-        let list = conformance::costs(&[(1, 1, 10)]);
-        store.replace_upstream(&prices_of(&list)).expect("replace");
-        assert_eq!(stored_costs(&store).expect("costs").expect("some").0, list);
-        let placed = orders
-            .iter()
-            .find(|o| o.state == Placed)
-            .expect("placed order");
+        let placed = OrderId::parse("01JQ3V6K8Z9X4N2B7C5D0E1F2G").expect("id");
+        let day = time::macros::date!(2027 - 01 - 31);
         let renewed = store
             .amend(
-                &placed.id,
+                &placed,
                 Placed,
-                &Amendment::default(),
+                &Amendment {
+                    expires_on: Some(Some(day)),
+                    ..Amendment::default()
+                },
                 Change::by("billing").with_note("renewed"),
             )
             .expect("renew");
-        assert_eq!(renewed.licence_id, "L1");
+        assert_eq!(
+            (renewed.licence_id.as_str(), renewed.expires_on),
+            ("L1", Some(day))
+        );
+        let suspended = store
+            .transition(&placed, Placed, Suspended, Change::by("billing"))
+            .expect("suspend");
+        assert_eq!(suspended.state, Suspended);
+        let events = store.events_after(0, 10).expect("events");
+        assert_eq!(events.last().map(|e| e.kind), Some(EventKind::Suspended));
+        conformance::create_and_reuse(&store);
     }
 
     #[test]
@@ -1178,6 +1592,7 @@ mod tests {
                 &Amendment {
                     licence_id: Some("L2".to_owned()),
                     licence_ip: Some(None),
+                    ..Amendment::default()
                 },
                 Change::by("op").with_note("rebound from licence L1 to L2"),
             )
