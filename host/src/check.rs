@@ -74,9 +74,19 @@ struct CannedUpstream {
 
 impl UpstreamClient for CannedUpstream {
     fn call(&self, func: &str, _: &[(String, String)], _: Duration) -> Result<Response, CallError> {
+        let service = "<elid>1001</elid><item>100001</item><pricelist>1</pricelist>\
+                       <expiredate>2027-01-01</expiredate><status>2</status>\
+                       <remoteid>check-1</remoteid>";
         let body = match func {
             "addition.order.param" => b"<doc><id>1001</id></doc>".to_vec(),
             "pricelist.export" => self.pricelist.clone(),
+            "service.prolong" => b"<doc><elid>1001</elid><period>1</period>\
+                <expiredate>2027-01-01</expiredate><newexpiredate>2027-02-01</newexpiredate>\
+                <doc><newexpiredate>2027-02-01</newexpiredate></doc></doc>"
+                .to_vec(),
+            "addition.edit" => format!("<doc>{service}</doc>").into_bytes(),
+            "addition" => format!("<doc><elem>{service}</elem></doc>").into_bytes(),
+            "dashboard.info" => b"<doc><elem><balance>100.00 EUR</balance></elem></doc>".to_vec(),
             _ => b"<doc><ok/></doc>".to_vec(),
         };
         Ok(Response {
@@ -306,6 +316,61 @@ fn check_plugin(
             order_error_message,
         ),
     ]);
+    // The hooks of 0.2: a plugin built against 0.1 has none.
+    if plugin.has_lifecycle_hooks() {
+        let optional = |label: &str, called: Option<Called<Result<String, types::OrderError>>>| {
+            called.map(|c| sample(label, c, String::clone, order_error_message))
+        };
+        samples.extend(
+            [
+                optional(
+                    "quote-renewal",
+                    plugin.quote_renewal(&grants, "1001", 1).map(|(r, u)| {
+                        let quoted = |q: orders::RenewalQuote| match q.new_expires {
+                            Some(d) => format!("new expiry {}-{:02}-{:02}", d.year, d.month, d.day),
+                            None => "quoted without a date".to_owned(),
+                        };
+                        (r.map(|r| r.map(quoted)), u)
+                    }),
+                ),
+                optional(
+                    "suspend",
+                    plugin
+                        .suspend(&grants, "1001")
+                        .map(|(r, u)| (r.map(|r| r.map(|()| "done".to_owned())), u)),
+                ),
+                optional(
+                    "resume",
+                    plugin
+                        .resume(&grants, "1001")
+                        .map(|(r, u)| (r.map(|r| r.map(|()| "done".to_owned())), u)),
+                ),
+                optional(
+                    "service",
+                    plugin.service(&grants, "1001").map(|(r, u)| {
+                        (r.map(|r| r.map(|s| format!("service {}", s.service_id))), u)
+                    }),
+                ),
+                optional(
+                    "services",
+                    plugin
+                        .services(&grants)
+                        .map(|(r, u)| (r.map(|r| r.map(|l| format!("{} listed", l.len()))), u)),
+                ),
+                optional(
+                    "balance",
+                    plugin.balance(&grants).map(|(r, u)| {
+                        (
+                            r.map(|r| r.map(|m| format!("{} units of {}", m.units, m.currency))),
+                            u,
+                        )
+                    }),
+                ),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
     Ok(report(&plugin, bytes.len(), &what, samples))
 }
 
