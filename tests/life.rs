@@ -733,3 +733,129 @@ fn the_clock_expires_modules_and_the_sync_follows_upstream() {
     let due = setup.cli_json(&config, &["orders", "due", "--within-days", "40"]);
     assert_eq!(due["orders"][0]["id"], id.as_str(), "{due}");
 }
+
+#[test]
+fn a_real_price_export_refreshes_with_trials_periods_and_currencies() {
+    let setup = Setup::new();
+    let config = setup.config("");
+    // Upstream exports a trial and a 6-month period (BitNinja) and a second currency (Dr.Web
+    // pro in RUB): the refresh succeeds and says what it did with each tariff.
+    let output = setup.reseller(&config, &["prices", "refresh"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let refresh: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let tariff = |id: u64| {
+        refresh["tariffs"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["tariff_id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("tariff {id} missing from {refresh}"))
+    };
+    let pro = tariff(55362);
+    assert_eq!(pro["outcome"], "priced", "{pro}");
+    assert_eq!(pro["currency"], "EUR");
+    assert_eq!(pro["periods"], json!([1, 3, 12]));
+    let bitninja = tariff(55371);
+    assert_eq!(
+        (bitninja["outcome"].as_str(), &bitninja["trial"]),
+        (Some("not_in_catalogue"), &json!(true)),
+        "{bitninja}"
+    );
+    // Upstream's names differ from the placeholders: said, not applied.
+    assert!(tariff(55361)["upstream_names"].is_array(), "{refresh}");
+
+    // The tariffs the catalogue lacks, as catalogue entries with upstream's names and costs.
+    let output = setup.reseller(&config, &["prices", "import"]);
+    let toml = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{toml}");
+    let entries: toml::Table = toml.parse().expect("TOML");
+    let modules = entries["catalogue"]["modules"].as_array().expect("modules");
+    let names: Vec<&str> = modules
+        .iter()
+        .filter_map(|m| m["intname"].as_str())
+        .collect();
+    assert!(names.contains(&"bitninja"), "{toml}");
+    let bitninja = modules
+        .iter()
+        .find(|m| m["intname"].as_str() == Some("bitninja"))
+        .expect("bitninja");
+    assert_eq!(bitninja["tariff"]["eu"].as_integer(), Some(55371));
+    assert!(bitninja["cost"].get("6").is_some(), "{toml}");
+    assert!(
+        bitninja["cost"].get("-100").is_none(),
+        "a trial is never a cost: {toml}"
+    );
+}
+
+#[test]
+fn another_currency_is_converted_with_a_rate_or_refused() {
+    let mut state = State::default();
+    // Upstream prices Dr.Web lite in roubles only.
+    for tariff in &mut state.tariffs {
+        tariff.other_prices.clear();
+    }
+    state.account.currency = "RUB".to_owned();
+    let setup = Setup::with_state(state);
+    let config = setup.config("");
+    let output = setup.reseller(&config, &["prices", "refresh"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "refused without a rate");
+    assert!(stderr.contains("RUB") && stderr.contains("EUR"), "{stderr}");
+    // With a rate the costs are converted: 3.50 RUB × 0.0105 = 0.0368 EUR (half away from zero).
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "currency = \"EUR\"\n",
+            "currency = \"EUR\"\nrates = { RUB = \"0.0105\" }\n",
+        ),
+    )
+    .expect("config");
+    let output = setup.reseller(&config, &["prices", "refresh"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let refresh: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let lite = refresh["tariffs"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tariff_id"] == 55361))
+        .cloned()
+        .expect("lite");
+    assert_eq!(lite["converted_from"][0], "RUB", "{lite}");
+}
+
+#[test]
+fn a_redirect_sends_nothing_and_a_login_page_is_a_doubt() {
+    let setup = Setup::new();
+    let server = setup.start(&setup.config(""));
+    let api = Api::new(&server);
+    // A front proxy redirects (http → https, another path): nothing ran, so it is tried again.
+    setup
+        .sim
+        .sim()
+        .arm(FaultSpec::new(Fault::Redirect).on(PLACE))
+        .expect("armed");
+    let id = order_for(&server, "184431", "drweb-lite", 55361);
+    api.paid(&id);
+    let placed = api.settled(&id);
+    assert_eq!(placed["order"]["state"], "placed", "{placed}");
+    assert_eq!(setup.count(PLACE), 2, "redirected once, then placed");
+    assert!(
+        placed["history"].to_string().contains("check upstream.url"),
+        "{placed}"
+    );
+    // A login page instead of a document may come after the order ran: in doubt.
+    setup
+        .sim
+        .sim()
+        .arm(FaultSpec::new(Fault::Login).on(PLACE).applied())
+        .expect("armed");
+    let id = order_for(&server, "184432", "drweb-lite", 55361);
+    api.paid(&id);
+    assert_eq!(api.settled(&id)["order"]["state"], "in_doubt");
+}

@@ -65,9 +65,9 @@ pub fn months(months: types::Months) -> Result<Months, MoneyError> {
 }
 
 /// The `upstream-costs` hook's answer, checked: every tariff, and its costs per period and
-/// currency.
+/// currency. A cost listed twice for one tariff, period and currency keeps its first value.
 pub fn upstream_prices(offers: &[hooks::UpstreamOffer]) -> Result<UpstreamPrices, MoneyError> {
-    let costs = offers
+    let costs: Vec<UpstreamCost> = offers
         .iter()
         .flat_map(|offer| {
             offer.costs.iter().map(|pc| {
@@ -79,6 +79,22 @@ pub fn upstream_prices(offers: &[hooks::UpstreamOffer]) -> Result<UpstreamPrices
             })
         })
         .collect::<Result<_, MoneyError>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let costs = costs
+        .into_iter()
+        .filter(|c| {
+            let first = seen.insert((c.tariff_id, c.period, c.cost.currency.clone()));
+            if !first {
+                tracing::warn!(
+                    tariff = c.tariff_id,
+                    "upstream lists the cost of {} months in {} twice; the first one counts",
+                    c.period,
+                    c.cost.currency
+                );
+            }
+            first
+        })
+        .collect();
     let tariffs = offers
         .iter()
         .map(|o| UpstreamTariff {
