@@ -859,3 +859,92 @@ fn a_redirect_sends_nothing_and_a_login_page_is_a_doubt() {
     api.paid(&id);
     assert_eq!(api.settled(&id)["order"]["state"], "in_doubt");
 }
+
+#[test]
+fn one_client_cannot_fill_the_order_database() {
+    let setup = Setup::new();
+    let server = setup.start(&setup.config("buys_per_address_per_minute = 5\n"));
+    let api = Api::new(&server);
+    let mut statuses = Vec::new();
+    for licence in 0..12 {
+        let (status, _, _) = crate::orders::buy(
+            &server,
+            &format!("module=drweb-lite&license=L{licence}&module_id=55361"),
+        );
+        statuses.push(status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    let (_, list) = api.get("/orders");
+    assert_eq!(list["orders"].as_array().map(Vec::len), Some(5));
+    let (_, counts) = api.get("/buys");
+    assert_eq!(counts["buys"]["refused"]["rate_limited"], 7, "{counts}");
+}
+
+#[test]
+fn buys_that_reveal_different_things_are_different_orders() {
+    let setup = Setup::new();
+    let server = setup.start(&setup.config(""));
+    let with_ip = order_for(&server, "184431", "drweb-lite", 55361);
+    let (status, location, _) =
+        crate::orders::buy(&server, "module=drweb-lite&license=184431&module_id=55361");
+    assert_eq!(status, 303);
+    let without_ip = location.trim_start_matches("order/").to_owned();
+    assert_ne!(
+        with_ip, without_ip,
+        "a Buy without the IP never gets the order that shows it"
+    );
+    let page = crate::common::get(&server.url(&format!("/order/{without_ip}")));
+    assert!(!page.body.contains("192.0.2.10"), "{}", page.body);
+    let page = crate::common::get(&server.url(&format!("/order/{with_ip}")));
+    assert!(page.body.contains("192.0.2.10"));
+}
+
+#[test]
+fn a_removal_whose_answer_was_lost_is_settled_by_the_operator() {
+    let setup = Setup::new();
+    let server = setup.start(&setup.config(""));
+    let api = Api::new(&server);
+    let id = placed(&setup, &server);
+    setup
+        .sim
+        .sim()
+        .arm(FaultSpec::new(Fault::Cut).on("addition.delete").applied())
+        .expect("armed");
+    let (status, body) = api.post(&format!("/orders/{id}/remove"), json!({}));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("upstream_in_doubt")),
+        "{body}"
+    );
+    let order = api.order(&id);
+    assert_eq!(order["order"]["state"], "placed");
+    let operation = order["operations"][0]["id"].as_i64().expect("operation");
+    assert_eq!(order["operations"][0]["state"], "in_doubt");
+    // The operator looked: upstream removed it.
+    let (status, body) = api.post(
+        &format!("/orders/{id}/operations/{operation}/resolve"),
+        json!({"done": true}),
+    );
+    assert_eq!(
+        (status, body["order"]["state"].as_str()),
+        (200, Some("removed")),
+        "{body}"
+    );
+    assert_eq!(body["operation"]["settled_by"], "api");
+    assert_eq!(setup.count("addition.delete"), 1);
+    // Settled: not again.
+    let (status, _) = api.post(
+        &format!("/orders/{id}/operations/{operation}/resolve"),
+        json!({"done": false}),
+    );
+    assert_eq!(status, 400);
+}
