@@ -552,62 +552,63 @@ fn actions(order: &Order, operations: &[Operation]) -> Vec<Action> {
                 vec![],
             ),
         ],
-        OrderState::Placed => vec![
-            action(
-                "quote",
-                "Quote a renewal",
-                "Ask upstream (nothing is renewed)",
-                vec![input("period", "Months", "number", false)],
-            ),
-            action(
-                "renew",
-                "Renew",
-                "The customer paid for the renewal",
-                vec![input("period", "Months", "number", false), key()],
-            ),
-            action(
-                "suspend",
-                "Suspend",
-                "Suspend the module upstream",
-                vec![key()],
-            ),
-            action(
-                "rebind",
-                "Move to another licence",
-                "Bind the module to the licence given",
+        OrderState::Placed | OrderState::Suspended => {
+            let renew = || {
+                action(
+                    "renew",
+                    "Renew",
+                    "The customer paid for the renewal",
+                    vec![input("period", "Months", "number", false), key()],
+                )
+            };
+            let remove = || {
+                action(
+                    "remove",
+                    "Remove",
+                    "Remove the module upstream",
+                    vec![key()],
+                )
+            };
+            if order.state == OrderState::Suspended {
                 vec![
-                    input("licence", "Licence", "text", true),
-                    input("ip", "IP (optional)", "text", false),
-                    key(),
-                ],
-            ),
-            action(
-                "remove",
-                "Remove",
-                "Remove the module upstream",
-                vec![key()],
-            ),
-        ],
-        OrderState::Suspended => vec![
-            action(
-                "resume",
-                "Resume",
-                "Resume the module upstream",
-                vec![key()],
-            ),
-            action(
-                "renew",
-                "Renew",
-                "The customer paid for the renewal",
-                vec![input("period", "Months", "number", false), key()],
-            ),
-            action(
-                "remove",
-                "Remove",
-                "Remove the module upstream",
-                vec![key()],
-            ),
-        ],
+                    action(
+                        "resume",
+                        "Resume",
+                        "Resume the module upstream",
+                        vec![key()],
+                    ),
+                    renew(),
+                    remove(),
+                ]
+            } else {
+                vec![
+                    action(
+                        "quote",
+                        "Quote a renewal",
+                        "Ask upstream (nothing is renewed)",
+                        vec![input("period", "Months", "number", false)],
+                    ),
+                    renew(),
+                    action(
+                        "suspend",
+                        "Suspend",
+                        "Suspend the module upstream",
+                        vec![key()],
+                    ),
+                    action(
+                        "rebind",
+                        "Move to another licence",
+                        "Bind the module to the licence given",
+                        vec![
+                            input("licence", "Licence", "text", true),
+                            input("ip", "IP (optional)", "text", false),
+                            key(),
+                        ],
+                    ),
+                    remove(),
+                ]
+            }
+        }
         OrderState::Placing | OrderState::Cancelled | OrderState::Removed => vec![],
     };
     for op in operations
