@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod hardening;
 mod hostile;
 mod orders;
 mod pricelist;

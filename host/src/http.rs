@@ -19,6 +19,7 @@ use crate::orders::buy::{BuyRequest, checkout_url};
 use crate::orders::page::{error_page, order_page};
 use crate::orders::{DeskError, OrderDesk, OrderId};
 use crate::reseller::{ExportError, Reseller};
+use crate::serve::{BodyError, read_body};
 
 /// What every handler shares: the host and, when orders are kept, the order desk.
 #[derive(Clone)]
@@ -54,8 +55,11 @@ pub fn app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
         .route("/order/{id}", get(order))
         .route("/manager/order/{id}", get(order))
         .nest("/api/v1", crate::api::routes::<AppState>())
+        .merge(crate::ops::routes::<AppState>())
         .fallback(|| async { answer_error(&BillmgrError::not_found(), Format::Xml) })
         .with_state(AppState { reseller, orders })
+        .route_layer(axum::middleware::from_fn(crate::ops::route_of))
+        .layer(axum::middleware::from_fn(crate::ops::count_request))
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -67,15 +71,14 @@ pub async fn serve(
     serve_router(listener, router(reseller), shutdown).await
 }
 
-/// Serves any `router` on `listener` until `shutdown` completes.
+/// Serves any `router` on `listener` until `shutdown` completes, within the default
+/// [`crate::serve::Limits`].
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::serve::serve(listener, router, crate::serve::Limits::default(), shutdown).await
 }
 
 /// Binds `addr`, logging the address actually bound (useful with port 0).
@@ -89,9 +92,14 @@ async fn billmgr(
     State(state): State<AppState>,
     method: axum::http::Method,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    let max = state.reseller.active().config().server.max_query_bytes;
+    let (max, body_timeout_ms) = {
+        let active = state.reseller.active();
+        let server = &active.config().server;
+        (server.max_query_bytes, server.body_timeout_ms)
+    };
     let query = query.unwrap_or_default();
     if query.len() > max {
         return answer_error(&BillmgrError::too_long(max), Format::Xml);
@@ -99,9 +107,26 @@ async fn billmgr(
     let form = match method {
         axum::http::Method::GET | axum::http::Method::HEAD => Bytes::new(),
         axum::http::Method::POST => {
-            match axum::body::to_bytes(body, max.saturating_sub(query.len())).await {
+            let timeout = std::time::Duration::from_millis(body_timeout_ms);
+            match read_body(&headers, body, max.saturating_sub(query.len()), timeout).await {
                 Ok(form) => form,
-                Err(_) => return answer_error(&BillmgrError::too_long(max), Format::Xml),
+                Err(BodyError::TooLarge(_)) => {
+                    return answer_error(&BillmgrError::too_long(max), Format::Xml);
+                }
+                Err(e) => {
+                    let error = BillmgrError {
+                        status: if matches!(e, BodyError::TimedOut(_)) {
+                            408
+                        } else {
+                            400
+                        },
+                        kind: "value",
+                        object: "body".to_owned(),
+                        value: None,
+                        message: format!("The form was not read: {e}"),
+                    };
+                    return answer_error(&error, Format::Xml);
+                }
             }
         }
         _ => {

@@ -25,9 +25,12 @@ pub mod config;
 pub mod convert;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod money;
+pub mod ops;
 pub mod orders;
 pub mod reseller;
 pub mod runtime;
+pub mod serve;
 
 pub use reseller::{Active, ExportError, Reseller};
