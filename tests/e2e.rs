@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod console;
+mod hardening;
 mod hostile;
 mod life;
 mod orders;

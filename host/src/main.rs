@@ -14,7 +14,7 @@ use reseller_host::config::Config;
 use reseller_host::convert::panel_query;
 use reseller_host::orders::{OrderDesk, worker};
 use reseller_host::runtime::Runtime;
-use reseller_host::{Reseller, check, http};
+use reseller_host::{Reseller, check, http, ops, serve};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -181,6 +181,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "price list ready"
             );
             let addr = listen.unwrap_or(active.config().server.listen);
+            let limits = serve::Limits::of(&active.config().server);
+            let metrics_listen = active.config().server.metrics_listen;
             let database = active.config().order_database();
             let mode = active.config().order_mode();
             drop(active);
@@ -202,12 +204,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::spawn(worker::run(desk.clone()));
                 tokio::spawn(worker::run_price_refresh(desk.clone()));
                 tokio::spawn(worker::run_lifecycle(desk.clone()));
-                tokio::spawn(worker::run_webhooks(desk.clone()));
+                worker::run_webhooks(desk.clone());
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                if let Some(addr) = metrics_listen {
+                    let mut stopped = stopped.clone();
+                    let served = ops::serve_metrics(
+                        addr,
+                        reseller.clone(),
+                        Some(desk.clone()),
+                        async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        },
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = served.await {
+                            tracing::error!("cannot serve metrics on {addr}: {e}");
+                        }
+                    });
+                }
                 #[cfg(feature = "bench")]
                 let app = reseller_host::bench::router(reseller, Some(desk), handler);
                 #[cfg(not(feature = "bench"))]
                 let app = http::app(reseller, Some(desk));
-                http::serve_router(listener, app, shutdown_signal())
+                let shutdown = async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                };
+                serve::serve(listener, app, limits, shutdown)
                     .await
                     .context("the server failed")
             })

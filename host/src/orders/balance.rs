@@ -62,6 +62,8 @@ impl OrderDesk {
             Err(fault) => return Err(DeskError::from_fault(fault)),
         };
         self.backend().record_balance(&money)?;
+        crate::metrics::global()
+            .partner_balance(&money, time::OffsetDateTime::now_utc().unix_timestamp());
         let balance = self
             .stored_balance()?
             .ok_or_else(|| DeskError::Internal("the balance just kept is gone".to_owned()))?;

@@ -190,6 +190,10 @@ impl BuyStats {
             .collect();
         tracing::warn!(reason, params = %raw.join("&"), "Buy refused: {detail}");
         self.with(|c| *c.refused.entry(reason.to_owned()).or_default() += 1);
+        crate::metrics::global()
+            .buys
+            .with_label_values(&["refused", reason])
+            .inc();
     }
 
     /// Counts what a recorded Buy found.
@@ -199,6 +203,15 @@ impl BuyStats {
             c.module_mismatch += u64::from(mismatch);
             c.other_region += u64::from(other_region);
         });
+        let reason = match (mismatch, other_region) {
+            (true, _) => "module_mismatch",
+            (false, true) => "other_region",
+            (false, false) => "",
+        };
+        crate::metrics::global()
+            .buys
+            .with_label_values(&["accepted", reason])
+            .inc();
     }
 }
 

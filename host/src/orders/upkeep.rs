@@ -215,6 +215,7 @@ impl OrderDesk {
             match hook.deliver(&event) {
                 Ok(()) => {
                     self.backend().delivered(event.id)?;
+                    crate::metrics::global().webhook_delivery("delivered");
                     delivered += 1;
                 }
                 Err(e) => {
@@ -222,6 +223,7 @@ impl OrderDesk {
                     let wait = retry_delay(attempts);
                     let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                     tracing::warn!(event = event.id, kind = %event.kind, ?wait, "webhook: {e}");
+                    crate::metrics::global().webhook_delivery("failed");
                     self.backend()
                         .delivery_failed(event.id, next, &e.to_string())?;
                 }

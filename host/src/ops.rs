@@ -1,0 +1,249 @@
+//! Running the server: `GET /healthz` (the process answers), `GET /readyz` (it can do its
+//! work: the plugin prices, the order database takes writes, upstream is reachable when orders
+//! are placed automatically) and `GET /metrics` (the Prometheus text of [`crate::metrics`]),
+//! and the middleware that counts every request by route and status.
+//!
+//! On the main address `/metrics` needs the API token; `server.metrics_listen` serves all three
+//! on a second address without one, for a scraper on a private network.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{FromRef, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::{Map, Value, json};
+
+use crate::api::Authorized;
+use crate::config::OrderMode;
+use crate::convert::panel_query;
+use crate::metrics;
+use crate::orders::{OrderDesk, OrderState};
+use crate::reseller::Reseller;
+
+/// How long a readiness check waits for the database or upstream.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/healthz`, `/readyz` and `/metrics` (behind the API token), for the main router.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Reseller>: FromRef<S>,
+    Option<Arc<OrderDesk>>: FromRef<S>,
+{
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(
+                |_: Authorized,
+                 State(r): State<Arc<Reseller>>,
+                 State(o): State<Option<Arc<OrderDesk>>>| { metrics_text(r, o) },
+            ),
+        )
+}
+
+/// The router of `server.metrics_listen`: the same three routes, without a token.
+pub fn metrics_app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(
+                |State(r): State<Arc<Reseller>>, State(o): State<Option<Arc<OrderDesk>>>| {
+                    metrics_text(r, o)
+                },
+            ),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": {"code": "not_found", "message": "this address serves /metrics, /healthz and /readyz"}})),
+            )
+        })
+        .with_state(crate::http::AppState::new(reseller, orders))
+}
+
+/// Serves [`metrics_app`] on `addr` until `shutdown` completes.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    reseller: Arc<Reseller>,
+    orders: Option<Arc<OrderDesk>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = crate::serve::bind(addr, "metrics and health").await?;
+    let limits = crate::serve::Limits::of(&reseller.active().config().server);
+    crate::serve::serve(listener, metrics_app(reseller, orders), limits, shutdown).await
+}
+
+async fn healthz() -> axum::Json<Value> {
+    axum::Json(json!({"status": "ok"}))
+}
+
+/// Every check, each `ok` or why not; 200 when all pass, 503 otherwise.
+async fn readyz(
+    State(reseller): State<Arc<Reseller>>,
+    State(orders): State<Option<Arc<OrderDesk>>>,
+) -> Response {
+    let active = reseller.active();
+    let mut checks = Map::new();
+    let priced = {
+        let active = active.clone();
+        tokio::task::spawn_blocking(move || active.export_prices(&panel_query(None, true))).await
+    };
+    checks.insert(
+        "plugin".to_owned(),
+        json!(match priced {
+            Ok(Ok(_)) => "ok".to_owned(),
+            Ok(Err(e)) => {
+                tracing::warn!("readiness: the plugin cannot price: {e}");
+                "the plugin cannot price the catalogue".to_owned()
+            }
+            Err(_) => "the check failed".to_owned(),
+        }),
+    );
+    if orders.is_some() {
+        let path = active.config().order_database();
+        let writable = tokio::task::spawn_blocking(move || database_writable(&path)).await;
+        checks.insert(
+            "database".to_owned(),
+            json!(match writable {
+                Ok(Ok(())) => "ok".to_owned(),
+                Ok(Err(e)) => {
+                    tracing::warn!("readiness: the order database: {e}");
+                    "the order database does not take writes".to_owned()
+                }
+                Err(_) => "the check failed".to_owned(),
+            }),
+        );
+    }
+    if orders.is_some() && active.config().order_mode() == OrderMode::Automatic {
+        let url = active.config().upstream.url.clone().unwrap_or_default();
+        checks.insert(
+            "upstream".to_owned(),
+            json!(match reachable(&url).await {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    tracing::warn!("readiness: upstream: {e}");
+                    format!(
+                        "upstream is not reachable within {} ms",
+                        READY_TIMEOUT.as_millis()
+                    )
+                }
+            }),
+        );
+    }
+    let ready = checks.values().all(|v| v == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        axum::Json(json!({"ready": ready, "checks": checks})),
+    )
+        .into_response()
+}
+
+/// Whether the database at `path` exists and takes a write lock now.
+fn database_writable(path: &Path) -> Result<(), rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(READY_TIMEOUT)?;
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+}
+
+/// Whether upstream's host takes a TCP connection within [`READY_TIMEOUT`]. Nothing is sent:
+/// readiness probes must not call the partner's account.
+async fn reachable(url: &str) -> Result<(), String> {
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("no host")?.to_owned();
+    let port = url.port_or_known_default().ok_or("no port")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    match tokio::time::timeout(READY_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".to_owned()),
+    }
+}
+
+/// The number of orders in each state, read from the database at `path`.
+fn order_counts(path: &Path) -> Result<Vec<(String, i64)>, rusqlite::Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(READY_TIMEOUT)?;
+    let mut counts: Vec<(String, i64)> = OrderState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    let mut statement = conn.prepare("SELECT state, COUNT(*) FROM orders GROUP BY state")?;
+    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (state, n) = row?;
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some(entry) => entry.1 = n,
+            None => counts.push((state, n)),
+        }
+    }
+    Ok(counts)
+}
+
+async fn metrics_text(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || {
+        let active = reseller.active();
+        let counts = orders.and_then(|_| match order_counts(&active.config().order_database()) {
+            Ok(counts) => Some(counts),
+            Err(e) => {
+                tracing::warn!("metrics: cannot count the orders: {e}");
+                None
+            }
+        });
+        metrics::global().render(&active, counts.as_deref())
+    })
+    .await
+    .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The route a request matched, kept on its answer for [`count_request`].
+#[derive(Clone)]
+struct Route(MatchedPath);
+
+/// Marks an answer with the route its request matched (a `route_layer`, run after routing).
+pub async fn route_of(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(Route(route));
+    }
+    response
+}
+
+/// Counts a request by route (`unmatched` for the fallback) and status, and times it.
+pub async fn count_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<Route>()
+        .map_or("unmatched", |r| r.0.as_str());
+    metrics::global().http_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
