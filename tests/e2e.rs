@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod hostile;
 mod orders;
+mod polyglot;
 mod pricelist;
 mod sandbox;
 mod swap;
