@@ -9,5 +9,6 @@ mod orders;
 mod polyglot;
 mod pricelist;
 mod sandbox;
+mod shadow;
 mod swap;
 mod upstream;

@@ -29,5 +29,6 @@ pub mod money;
 pub mod orders;
 pub mod reseller;
 pub mod runtime;
+pub mod shadow;
 
 pub use reseller::{Active, ExportError, Reseller};

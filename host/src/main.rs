@@ -92,6 +92,12 @@ enum Command {
         #[command(subcommand)]
         command: PricesCommand,
     },
+    /// A candidate pricing policy (`[plugin.candidate]`) prices beside the live one on a running
+    /// server: its report, and its promotion to the live policy.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Make a running server read its configuration again and swap in its plugin, without a
     /// restart (the same as sending it SIGHUP). The old plugin keeps serving if the new one
     /// fails to load or to pass its check.
@@ -102,6 +108,34 @@ enum Command {
         /// The server's base URL, instead of one derived from `server.listen`.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Print the running server's shadow report: what the candidate priced, where its prices
+    /// differ from the live policy's and by how much, its faults and limit hits.
+    Report {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Make the candidate the running server's live policy, swapped in as a reload is (the
+    /// configuration file is not edited: the answer says what to write there). Refused when
+    /// the candidate has not priced yet, or faulted or refused to, unless --force.
+    Promote {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Promote a candidate that faulted, refused, or has not priced yet.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -324,6 +358,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 print_json(&serde_json::to_value(desk.refresh_prices()?)?)
             }
         },
+        Command::Shadow { command } => {
+            let (config, url, method, path, body) = match command {
+                ShadowCommand::Report { config, url } => {
+                    (config, url, reqwest::Method::GET, "/plugin/shadow", None)
+                }
+                ShadowCommand::Promote { config, url, force } => (
+                    config,
+                    url,
+                    reqwest::Method::POST,
+                    "/plugin/shadow/promote",
+                    Some(serde_json::json!({ "force": force })),
+                ),
+            };
+            let config = Config::from_file(&config)?;
+            let answer = reseller_host::api::client::call(
+                &config,
+                url.as_deref(),
+                method,
+                path,
+                body.as_ref(),
+            )?;
+            print_json(&answer)
+        }
         Command::Reload { config, url } => {
             let config = Config::from_file(&config)?;
             let token = config

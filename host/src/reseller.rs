@@ -22,6 +22,7 @@ use crate::catalogue::{self, Applied, UpstreamPrices};
 use crate::config::{Config, ConfigError, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
 use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
+use crate::shadow::Shadow;
 
 /// The protocol built into the host, used when the configuration names no plugin.
 pub const BUILTIN_PROTOCOL: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
@@ -46,6 +47,7 @@ pub struct Active {
     plugin: LoadedPlugin,
     grants: Grants,
     answers: AnswerCache,
+    shadow: Option<Arc<Shadow>>,
 }
 
 /// What identifies a price export's answer, given the catalogue and plugin in force.
@@ -112,10 +114,12 @@ impl Active {
     /// export, so that a bad setting is refused before it serves.
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
+        let shadow = crate::shadow::start(runtime, &config, &plugin)?;
         let policy = match plugin.role() {
-            Role::Protocol => Some(Arc::new(PolicyLink::new(Arc::new(load_policy(
-                runtime, &config,
-            )?)))),
+            Role::Protocol => Some(Arc::new(
+                PolicyLink::new(Arc::new(load_policy(runtime, &config)?))
+                    .with_shadow(shadow.clone()),
+            )),
             _ if config.plugin.policy.path.is_some() => {
                 return Err(ConfigError::new(
                     &config.source,
@@ -145,6 +149,7 @@ impl Active {
             plugin,
             grants,
             answers,
+            shadow,
         };
         active.trial_export()?;
         Ok(active)
@@ -187,6 +192,11 @@ impl Active {
     /// The pricing policy joined to the plugin, when it is a protocol.
     pub fn policy(&self) -> Option<&Arc<LoadedPolicy>> {
         self.grants.policy.as_ref().map(|link| link.policy())
+    }
+
+    /// The candidate policy's shadow runs, when `[plugin.candidate]` is configured.
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.shadow.as_ref()
     }
 
     /// What the plugin is granted.
@@ -280,6 +290,11 @@ impl Reseller {
     /// What `upstream` would make of the configuration in force, without applying it.
     pub fn preview_upstream(&self, upstream: &UpstreamPrices) -> Applied {
         catalogue::apply(&lock(&self.base), upstream)
+    }
+
+    /// The configuration in force as it was read, before upstream's prices are applied.
+    pub fn base_config(&self) -> Config {
+        lock(&self.base).clone()
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -383,7 +398,7 @@ pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, C
 
 /// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
 /// built-in one when no path is configured, with its name for logs.
-fn read_component(
+pub(crate) fn read_component(
     config: &Config,
     table: &str,
     path: Option<&std::path::Path>,

@@ -1,8 +1,8 @@
 //! Builds the test plugins from source for `wasm32-wasip2` and tells this crate where they are.
 //!
-//! The policies built on the built-in plugin's library (charm, the Rust example policy) build
-//! apart: in one cargo run cargo would unify the library's features and export the protocol's
-//! symbols with theirs.
+//! The policies built on the built-in plugin's library (charm, the Rust example policy, the
+//! hostile policy) build apart: in one cargo run cargo would unify the library's features and
+//! export the protocol's symbols with theirs.
 
 fn main() {
     let root = guest_build::workspace_root();
@@ -34,6 +34,7 @@ fn main() {
         &[
             ("reseller-charm", "RESELLER_CHARM_WASM"),
             ("policy-rust", "RESELLER_POLICY_RUST_WASM"),
+            ("hostile-policy-guest", "RESELLER_HOSTILE_POLICY_WASM"),
         ],
     );
 }

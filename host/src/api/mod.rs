@@ -26,7 +26,9 @@ use crate::orders::OrderDesk;
 use crate::reseller::{Active, Reseller};
 use crate::runtime::Harness;
 
+pub mod client;
 mod orders;
+mod shadow;
 
 /// An API error: HTTP status, stable code, message.
 #[derive(Debug)]
@@ -85,6 +87,7 @@ where
         .route("/plugin", get(plugin_info))
         .route("/plugin/reload", post(reload))
         .merge(orders::routes())
+        .merge(shadow::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -264,6 +267,7 @@ pub fn describe(active: &Active) -> Value {
     json!({
         "plugin": component(plugin),
         "policy": active.policy().map(|p| component(p)),
+        "candidate": active.shadow().map(|s| component(s.candidate())),
         "modules": active.config().catalogue.modules.len(),
         "stats": {"calls": stats.calls(), "faults": stats.faults()},
     })

@@ -6,6 +6,8 @@
 //! function of the offers, the settings and the day, so its answers are kept: the policy runs
 //! once per catalogue version and day, whatever the number of price lists rendered. A policy
 //! that fails (a trap, a limit) fails the protocol's call with that fault, blamed on the policy.
+//! Every answer the protocol gets is also offered to the candidate policy's shadow runs, when
+//! one is configured ([`crate::shadow`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,6 +15,7 @@ use super::Budget;
 use crate::bindings::policy::{Host, OfferPrices};
 use crate::bindings::types::{Date, Offer, PricingError};
 use crate::runtime::{Fault, LoadedPolicy};
+use crate::shadow::Shadow;
 
 /// A policy failed while a protocol asked it for prices: the partner's policy is to blame.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -30,6 +33,7 @@ const KEPT: usize = 4;
 pub struct PolicyLink {
     policy: Arc<LoadedPolicy>,
     kept: Mutex<Vec<(Input, Priced)>>,
+    shadow: Option<Arc<Shadow>>,
 }
 
 /// What a policy prices.
@@ -46,7 +50,13 @@ impl PolicyLink {
         PolicyLink {
             policy,
             kept: Mutex::new(Vec::new()),
+            shadow: None,
         }
+    }
+
+    /// The same, offering every answer of the policy to `shadow`'s candidate.
+    pub fn with_shadow(self, shadow: Option<Arc<Shadow>>) -> Self {
+        PolicyLink { shadow, ..self }
     }
 
     /// The joined policy.
@@ -67,18 +77,29 @@ impl PolicyLink {
             settings,
             today,
         };
-        if let Some((_, priced)) = self.lock().iter().find(|(i, _)| *i == input) {
-            return Ok(priced.clone());
+        let kept = self
+            .lock()
+            .iter()
+            .find(|(i, _)| *i == input)
+            .map(|(_, priced)| priced.clone());
+        let priced = match kept {
+            Some(priced) => priced,
+            None => {
+                let priced = self
+                    .policy
+                    .price(&input.offers, &input.settings, input.today)
+                    .0?;
+                let mut kept = self.lock();
+                if kept.len() >= KEPT {
+                    drop(kept.remove(0));
+                }
+                kept.push((input.clone(), priced.clone()));
+                priced
+            }
+        };
+        if let (Some(shadow), Ok(prices)) = (&self.shadow, &priced) {
+            shadow.offer(&input.offers, &input.settings, input.today, prices);
         }
-        let priced = self
-            .policy
-            .price(&input.offers, &input.settings, input.today)
-            .0?;
-        let mut kept = self.lock();
-        if kept.len() >= KEPT {
-            drop(kept.remove(0));
-        }
-        kept.push((input, priced.clone()));
         Ok(priced)
     }
 

@@ -21,6 +21,9 @@ pub const CHARM_PATH: &str = env!("RESELLER_CHARM_WASM");
 /// The example pricing policy in Rust (`examples/policy-rust`): a markup and a price ending.
 pub const POLICY_RUST_PATH: &str = env!("RESELLER_POLICY_RUST_WASM");
 
+/// A pricing policy that misbehaves on purpose, chosen by its settings.
+pub const HOSTILE_POLICY_PATH: &str = env!("RESELLER_HOSTILE_POLICY_WASM");
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
