@@ -5,6 +5,7 @@ mod common;
 
 mod cli;
 mod hostile;
+mod native;
 mod orders;
 mod polyglot;
 mod pricelist;

@@ -26,6 +26,7 @@ pub mod convert;
 pub mod http;
 pub mod limits;
 pub mod money;
+pub mod native;
 pub mod orders;
 pub mod reseller;
 pub mod runtime;

@@ -21,6 +21,7 @@ use crate::capabilities::{Grants, Role, calendar};
 use crate::catalogue::{self, Applied, UpstreamPrices};
 use crate::config::{Config, ConfigError, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
+use crate::native::NativeProtocol;
 use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
 use crate::shadow::Shadow;
 
@@ -48,6 +49,8 @@ pub struct Active {
     grants: Grants,
     answers: AnswerCache,
     shadow: Option<Arc<Shadow>>,
+    native: Option<NativeProtocol>,
+    rendered: std::sync::atomic::AtomicU64,
 }
 
 /// What identifies a price export's answer, given the catalogue and plugin in force.
@@ -144,22 +147,45 @@ impl Active {
             policy,
         };
         let answers = AnswerCache::new(config.server.answer_cache, &grants.catalogue);
-        let active = Active {
+        let builtin = config.plugin.path.is_none() && plugin.role() == Role::Protocol;
+        let mut active = Active {
             config,
             plugin,
             grants,
             answers,
             shadow,
+            native: None,
+            rendered: std::sync::atomic::AtomicU64::new(0),
         };
-        active.trial_export()?;
+        let trial = active.trial_export()?;
+        if builtin {
+            active.native = active.checked_native(&trial);
+        }
         Ok(active)
     }
 
+    /// The built-in protocol's price export compiled into the host, if it answers the trial
+    /// export byte for byte as the component did; otherwise the component keeps serving.
+    fn checked_native(&self, trial: &pricing::Document) -> Option<NativeProtocol> {
+        let link = self.grants.policy.as_ref()?;
+        let native = NativeProtocol::new(&self.grants.catalogue);
+        match native.export_prices(&self.grants.catalogue, link, &panel_query(None, false)) {
+            Ok(Ok(doc)) if doc == *trial => Some(native),
+            _ => {
+                tracing::error!(
+                    "the built-in protocol's native price export answers otherwise than its \
+                     component: the component serves every price export"
+                );
+                None
+            }
+        }
+    }
+
     /// Prices the whole catalogue once, so that a setting the plugin refuses never serves.
-    fn trial_export(&self) -> Result<(), ConfigError> {
+    fn trial_export(&self) -> Result<pricing::Document, ConfigError> {
         let source = &self.config.source;
         match self.export_prices(&panel_query(None, false)) {
-            Ok(_) => Ok(()),
+            Ok(doc) => Ok(doc),
             Err(ExportError::Pricing(types::PricingError::InvalidSettings(f))) => {
                 Err(ConfigError::new(source, f.field, f.message))
             }
@@ -204,22 +230,38 @@ impl Active {
         &self.grants
     }
 
-    /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
+    /// Answers a `pricelist.export` query through the plugin (the built-in protocol's is
+    /// rendered by the host, see [`crate::native`]). Blocks while the plugin or its policy runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
         let key = self.answers.key(query);
         if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k)) {
             return Ok(doc);
         }
-        let doc = self
-            .plugin
-            .export_prices(&self.grants, query)
-            .0?
-            .map_err(ExportError::Pricing)?;
+        self.rendered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = match (&self.native, &self.grants.policy) {
+            (Some(native), Some(link)) => {
+                native.export_prices(&self.grants.catalogue, link, query)?
+            }
+            _ => self.plugin.export_prices(&self.grants, query).0?,
+        };
+        let doc = answer.map_err(ExportError::Pricing)?;
         if let Some(key) = key {
             self.answers.put(key, &doc);
         }
         Ok(doc)
+    }
+
+    /// Price lists rendered (not answered from the rendered-answer cache), by the plugin or by
+    /// the host's native renderer of the built-in protocol, the load's trial export included.
+    pub fn rendered(&self) -> u64 {
+        self.rendered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the built-in protocol's price lists are rendered by the host ([`crate::native`]).
+    pub fn renders_natively(&self) -> bool {
+        self.native.is_some()
     }
 
     /// The answer to `query` if it was rendered before: never blocks, never runs the plugin.

@@ -32,12 +32,11 @@ const KEPT: usize = 4;
 /// A policy component joined to a protocol, and the answers it gave.
 pub struct PolicyLink {
     policy: Arc<LoadedPolicy>,
-    kept: Mutex<Vec<(Input, Priced)>>,
+    kept: Mutex<Vec<(Input, Arc<Priced>)>>,
     shadow: Option<Arc<Shadow>>,
 }
 
 /// What a policy prices.
-#[derive(Clone, PartialEq)]
 struct Input {
     offers: Vec<Offer>,
     settings: String,
@@ -72,38 +71,46 @@ impl PolicyLink {
         settings: String,
         today: Date,
     ) -> Result<Priced, Fault> {
-        let input = Input {
-            offers,
-            settings,
-            today,
-        };
+        self.price_shared(&offers, &settings, today)
+            .map(|priced| (*priced).clone())
+    }
+
+    /// The same, without copying the input unless the policy runs, and sharing the answer.
+    pub fn price_shared(
+        &self,
+        offers: &[Offer],
+        settings: &str,
+        today: Date,
+    ) -> Result<Arc<Priced>, Fault> {
         let kept = self
             .lock()
             .iter()
-            .find(|(i, _)| *i == input)
+            .find(|(i, _)| i.today == today && i.settings == settings && i.offers == offers)
             .map(|(_, priced)| priced.clone());
         let priced = match kept {
             Some(priced) => priced,
             None => {
-                let priced = self
-                    .policy
-                    .price(&input.offers, &input.settings, input.today)
-                    .0?;
+                let priced = Arc::new(self.policy.price(offers, settings, today).0?);
+                let input = Input {
+                    offers: offers.to_vec(),
+                    settings: settings.to_owned(),
+                    today,
+                };
                 let mut kept = self.lock();
                 if kept.len() >= KEPT {
                     drop(kept.remove(0));
                 }
-                kept.push((input.clone(), priced.clone()));
+                kept.push((input, priced.clone()));
                 priced
             }
         };
-        if let (Some(shadow), Ok(prices)) = (&self.shadow, &priced) {
-            shadow.offer(&input.offers, &input.settings, input.today, prices);
+        if let (Some(shadow), Ok(prices)) = (&self.shadow, &*priced) {
+            shadow.offer(offers, settings, today, prices);
         }
         Ok(priced)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Priced)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Arc<Priced>)>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
