@@ -102,3 +102,39 @@ pub fn call(
         message: field("message"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Source;
+
+    fn config(listen: &str) -> Config {
+        let text = format!(
+            "[server]\nlisten = \"{listen}\"\n[catalogue]\nregion = \"eu\"\ncurrency = \"EUR\"\n"
+        );
+        Config::parse(&text, Source::Embedded).expect("config")
+    }
+
+    #[test]
+    fn the_server_is_asked_where_it_listens_on_loopback_when_it_listens_everywhere() {
+        assert_eq!(
+            base_url(&config("10.0.0.5:8080"), None),
+            "http://10.0.0.5:8080"
+        );
+        assert_eq!(
+            base_url(&config("0.0.0.0:8080"), None),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(base_url(&config("[::]:9000"), None), "http://[::1]:9000");
+        assert_eq!(
+            base_url(&config("0.0.0.0:8080"), Some("https://reseller.example/")),
+            "https://reseller.example"
+        );
+    }
+
+    #[test]
+    fn without_a_token_nothing_is_sent() {
+        let answer = call(&config("127.0.0.1:9"), None, Method::GET, "/plugin", None);
+        assert!(matches!(answer, Err(ClientError::NoToken)), "{answer:?}");
+    }
+}
