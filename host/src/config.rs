@@ -218,6 +218,8 @@ pub struct PluginConfig {
     /// The pricing policy joined to a protocol component (the built-in one's, when
     /// `plugin.path` is absent). A whole plugin prices itself and takes none.
     pub policy: PolicyConfig,
+    /// A candidate pricing policy run beside the live one (shadow runs), when configured.
+    pub candidate: Option<CandidateConfig>,
 }
 
 impl Default for PluginConfig {
@@ -230,6 +232,7 @@ impl Default for PluginConfig {
             cache_dir: None,
             limits: Limits::default(),
             policy: PolicyConfig::default(),
+            candidate: None,
         }
     }
 }
@@ -254,6 +257,34 @@ impl Default for PolicyConfig {
             limits: Limits::for_policy(),
         }
     }
+}
+
+/// `[plugin.candidate]`: a pricing policy that prices a sample of what the live policy prices,
+/// off the serving path, for a report of where the two differ; never an answer to anyone
+/// ([`crate::shadow`]). `reseller shadow promote` makes it the live policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// A component of the `pricing-policy` world.
+    pub path: PathBuf,
+    /// The SHA-256 the file must have (hex); a mismatch refuses to load it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Bounds on every call into the candidate (it runs one call at a time).
+    #[serde(default = "Limits::for_policy")]
+    pub limits: Limits,
+    /// The share of the live policy's answers the candidate prices too, in percent (0 to 100),
+    /// spread evenly; the first is always priced.
+    #[serde(default = "all_of_them")]
+    pub sample_percent: u8,
+    /// The candidate's own `[pricing]` settings, when its schema or values differ from the live
+    /// policy's; without it the candidate gets the live `[pricing]`.
+    #[serde(default)]
+    pub pricing: Option<toml::Table>,
+}
+
+fn all_of_them() -> u8 {
+    100
 }
 
 impl PluginConfig {
@@ -837,6 +868,22 @@ impl Config {
                     &format!("{table}.sha256"),
                     &"expected 64 hexadecimal digits",
                 );
+            }
+        }
+        if let Some(candidate) = &self.plugin.candidate {
+            if let Err(bad) = candidate.limits.validate() {
+                return err(
+                    &format!("plugin.candidate.limits.{}", bad.key),
+                    &bad.message,
+                );
+            }
+            if let Some(pin) = &candidate.sha256
+                && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return err("plugin.candidate.sha256", &"expected 64 hexadecimal digits");
+            }
+            if candidate.sample_percent > 100 {
+                return err("plugin.candidate.sample_percent", &"expected 0 to 100");
             }
         }
         let upstream = &self.upstream;

@@ -102,6 +102,12 @@ enum Command {
         #[command(subcommand)]
         command: PricesCommand,
     },
+    /// A candidate pricing policy (`[plugin.candidate]`) prices beside the live one on a running
+    /// server: its report, and its promotion to the live policy.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Make a running server read its configuration again and swap in its plugin, without a
     /// restart (the same as sending it SIGHUP). The old plugin keeps serving if the new one
     /// fails to load or to pass its check.
@@ -112,6 +118,34 @@ enum Command {
         /// The server's base URL, instead of one derived from `server.listen`.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Print the running server's shadow report: what the candidate priced, where its prices
+    /// differ from the live policy's and by how much, its faults and limit hits.
+    Report {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Make the candidate the running server's live policy, swapped in as a reload is (the
+    /// configuration file is not edited: the answer says what to write there). Refused when
+    /// the candidate has not priced yet, or faulted or refused to, unless --force.
+    Promote {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Promote a candidate that faulted, refused, or has not priced yet.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -284,46 +318,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Shadow { command } => {
+            let (config, url, method, path, body) = match command {
+                ShadowCommand::Report { config, url } => {
+                    (config, url, reqwest::Method::GET, "/plugin/shadow", None)
+                }
+                ShadowCommand::Promote { config, url, force } => (
+                    config,
+                    url,
+                    reqwest::Method::POST,
+                    "/plugin/shadow/promote",
+                    Some(serde_json::json!({ "force": force })),
+                ),
+            };
+            let config = Config::from_file(&config)?;
+            let answer = reseller_host::api::client::call(
+                &config,
+                url.as_deref(),
+                method,
+                path,
+                body.as_ref(),
+            )?;
+            print_json(&answer)
+        }
         Command::Reload { config, url } => {
             let config = Config::from_file(&config)?;
-            let token = config
-                .api
-                .token
-                .as_ref()
-                .map(|t| t.0.as_str())
-                .context("api.token is not set: the server's API is off")?;
-            let url = url.unwrap_or_else(|| {
-                let mut addr = config.server.listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
-                    if config.server.listen.is_ipv4() {
-                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                }
-                format!("http://{addr}")
-            });
-            let response = reqwest::blocking::Client::new()
-                .post(format!(
-                    "{}/api/v1/plugin/reload",
-                    url.trim_end_matches('/')
-                ))
-                .bearer_auth(token)
-                .send()
-                .with_context(|| format!("cannot reach the server at {url}"))?;
-            let status = response.status();
-            let body: serde_json::Value =
-                response.json().context("the server's answer is not JSON")?;
-            if status.is_success() {
-                writeln!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    serde_json::to_string_pretty(&body)?
-                )?;
-                Ok(())
-            } else {
-                let message = body["error"]["message"].as_str().unwrap_or("no message");
-                anyhow::bail!("the server refused the reload ({status}): {message}")
-            }
+            let answer = reseller_host::api::client::call(
+                &config,
+                url.as_deref(),
+                reqwest::Method::POST,
+                "/plugin/reload",
+                None,
+            )?;
+            print_json(&answer)
         }
     }
 }

@@ -25,7 +25,9 @@ use crate::catalogue::{self, Applied, UpstreamPrices};
 use crate::config::{Config, ConfigError, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
 use crate::metrics;
+use crate::native::NativeProtocol;
 use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
+use crate::shadow::Shadow;
 
 /// The protocol built into the host, used when the configuration names no plugin.
 pub const BUILTIN_PROTOCOL: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
@@ -50,6 +52,9 @@ pub struct Active {
     plugin: LoadedPlugin,
     grants: Grants,
     answers: AnswerCache,
+    shadow: Option<Arc<Shadow>>,
+    native: Option<NativeProtocol>,
+    rendered: std::sync::atomic::AtomicU64,
 }
 
 /// What identifies a price export's answer, given the catalogue and plugin in force: only what
@@ -142,10 +147,12 @@ impl Active {
     /// export, so that a bad setting is refused before it serves.
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
+        let shadow = crate::shadow::start(runtime, &config, &plugin)?;
         let policy = match plugin.role() {
-            Role::Protocol => Some(Arc::new(PolicyLink::new(Arc::new(load_policy(
-                runtime, &config,
-            )?)))),
+            Role::Protocol => Some(Arc::new(
+                PolicyLink::new(Arc::new(load_policy(runtime, &config)?))
+                    .with_shadow(shadow.clone()),
+            )),
             _ if config.plugin.policy.path.is_some() => {
                 return Err(ConfigError::new(
                     &config.source,
@@ -170,13 +177,20 @@ impl Active {
             policy,
         };
         let answers = AnswerCache::new(config.server.answer_cache, &grants.catalogue);
+        let builtin = config.plugin.path.is_none() && plugin.role() == Role::Protocol;
         let mut active = Active {
             config,
             plugin,
             grants,
             answers,
+            shadow,
+            native: None,
+            rendered: std::sync::atomic::AtomicU64::new(0),
         };
-        active.trial_export()?;
+        let trial = active.trial_export()?;
+        if builtin {
+            active.native = active.checked_native(&trial);
+        }
         active.answers.lang_matters = active.lang_matters();
         Ok(active)
     }
@@ -222,11 +236,28 @@ impl Active {
         }
     }
 
+    /// The built-in protocol's price export compiled into the host, if it answers the trial
+    /// export byte for byte as the component did; otherwise the component keeps serving.
+    fn checked_native(&self, trial: &pricing::Document) -> Option<NativeProtocol> {
+        let link = self.grants.policy.as_ref()?;
+        let native = NativeProtocol::new(&self.grants.catalogue);
+        match native.export_prices(&self.grants.catalogue, link, &panel_query(None, false)) {
+            Ok(Ok(doc)) if doc == *trial => Some(native),
+            _ => {
+                tracing::error!(
+                    "the built-in protocol's native price export answers otherwise than its \
+                     component: the component serves every price export"
+                );
+                None
+            }
+        }
+    }
+
     /// Prices the whole catalogue once, so that a setting the plugin refuses never serves.
-    fn trial_export(&self) -> Result<(), ConfigError> {
+    fn trial_export(&self) -> Result<pricing::Document, ConfigError> {
         let source = &self.config.source;
         match self.export_prices(&panel_query(None, false)) {
-            Ok(_) => Ok(()),
+            Ok(doc) => Ok(doc),
             Err(ExportError::Pricing(types::PricingError::InvalidSettings(f))) => {
                 Err(ConfigError::new(source, f.field, f.message))
             }
@@ -261,12 +292,18 @@ impl Active {
         self.grants.policy.as_ref().map(|link| link.policy())
     }
 
+    /// The candidate policy's shadow runs, when `[plugin.candidate]` is configured.
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.shadow.as_ref()
+    }
+
     /// What the plugin is granted.
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
 
-    /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
+    /// Answers a `pricelist.export` query through the plugin (the built-in protocol's is
+    /// rendered by the host, see [`crate::native`]). Blocks while the plugin or its policy runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
         let query = self.served(query);
@@ -274,15 +311,30 @@ impl Active {
         if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k, true)) {
             return Ok(doc);
         }
-        let doc = self
-            .plugin
-            .export_prices(&self.grants, &query)
-            .0?
-            .map_err(ExportError::Pricing)?;
+        self.rendered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = match (&self.native, &self.grants.policy) {
+            (Some(native), Some(link)) => {
+                native.export_prices(&self.grants.catalogue, link, &query)?
+            }
+            _ => self.plugin.export_prices(&self.grants, &query).0?,
+        };
+        let doc = answer.map_err(ExportError::Pricing)?;
         if let Some(key) = key {
             self.answers.put(key, &doc);
         }
         Ok(doc)
+    }
+
+    /// Price lists rendered (not answered from the rendered-answer cache), by the plugin or by
+    /// the host's native renderer of the built-in protocol, the load's trial export included.
+    pub fn rendered(&self) -> u64 {
+        self.rendered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the built-in protocol's price lists are rendered by the host ([`crate::native`]).
+    pub fn renders_natively(&self) -> bool {
+        self.native.is_some()
     }
 
     /// The answer to `query` if it was rendered before: never blocks, never runs the plugin.
@@ -353,6 +405,11 @@ impl Reseller {
     /// What `upstream` would make of the configuration in force, without applying it.
     pub fn preview_upstream(&self, upstream: &UpstreamPrices) -> Applied {
         catalogue::apply(&lock(&self.base), upstream)
+    }
+
+    /// The configuration in force as it was read, before upstream's prices are applied.
+    pub fn base_config(&self) -> Config {
+        lock(&self.base).clone()
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -456,7 +513,7 @@ pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, C
 
 /// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
 /// built-in one when no path is configured, with its name for logs.
-fn read_component(
+pub(crate) fn read_component(
     config: &Config,
     table: &str,
     path: Option<&std::path::Path>,

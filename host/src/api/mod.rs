@@ -26,9 +26,11 @@ use crate::reseller::{Active, Reseller};
 use crate::runtime::Harness;
 use crate::serve::{BodyError, read_body};
 
+pub mod client;
 mod json;
 mod lifecycle;
 mod orders;
+mod shadow;
 
 /// An API error: HTTP status, stable code, message.
 #[derive(Debug)]
@@ -88,6 +90,7 @@ where
         .route("/plugin/reload", post(reload))
         .merge(orders::routes())
         .merge(lifecycle::routes())
+        .merge(shadow::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -291,6 +294,7 @@ pub fn describe(active: &Active) -> Value {
     json!({
         "plugin": component(plugin),
         "policy": active.policy().map(|p| component(p)),
+        "candidate": active.shadow().map(|s| component(s.candidate())),
         "modules": active.config().catalogue.modules.len(),
         "stats": {"calls": stats.calls(), "faults": stats.faults()},
     })

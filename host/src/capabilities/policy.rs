@@ -6,6 +6,8 @@
 //! function of the offers, the settings and the day, so its answers are kept: the policy runs
 //! once per catalogue version and day, whatever the number of price lists rendered. A policy
 //! that fails (a trap, a limit) fails the protocol's call with that fault, blamed on the policy.
+//! Every answer the protocol gets is also offered to the candidate policy's shadow runs, when
+//! one is configured ([`crate::shadow`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -13,6 +15,7 @@ use super::Budget;
 use crate::bindings::policy::{Host, OfferPrices};
 use crate::bindings::types::{Date, Offer, PricingError};
 use crate::runtime::{Fault, LoadedPolicy};
+use crate::shadow::Shadow;
 
 /// A policy failed while a protocol asked it for prices: the partner's policy is to blame.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -29,11 +32,11 @@ const KEPT: usize = 4;
 /// A policy component joined to a protocol, and the answers it gave.
 pub struct PolicyLink {
     policy: Arc<LoadedPolicy>,
-    kept: Mutex<Vec<(Input, Priced)>>,
+    kept: Mutex<Vec<(Input, Arc<Priced>)>>,
+    shadow: Option<Arc<Shadow>>,
 }
 
 /// What a policy prices.
-#[derive(Clone, PartialEq)]
 struct Input {
     offers: Vec<Offer>,
     settings: String,
@@ -46,7 +49,13 @@ impl PolicyLink {
         PolicyLink {
             policy,
             kept: Mutex::new(Vec::new()),
+            shadow: None,
         }
+    }
+
+    /// The same, offering every answer of the policy to `shadow`'s candidate.
+    pub fn with_shadow(self, shadow: Option<Arc<Shadow>>) -> Self {
+        PolicyLink { shadow, ..self }
     }
 
     /// The joined policy.
@@ -62,27 +71,46 @@ impl PolicyLink {
         settings: String,
         today: Date,
     ) -> Result<Priced, Fault> {
-        let input = Input {
-            offers,
-            settings,
-            today,
+        self.price_shared(&offers, &settings, today)
+            .map(|priced| (*priced).clone())
+    }
+
+    /// The same, without copying the input unless the policy runs, and sharing the answer.
+    pub fn price_shared(
+        &self,
+        offers: &[Offer],
+        settings: &str,
+        today: Date,
+    ) -> Result<Arc<Priced>, Fault> {
+        let kept = self
+            .lock()
+            .iter()
+            .find(|(i, _)| i.today == today && i.settings == settings && i.offers == offers)
+            .map(|(_, priced)| priced.clone());
+        let priced = match kept {
+            Some(priced) => priced,
+            None => {
+                let priced = Arc::new(self.policy.price(offers, settings, today).0?);
+                let input = Input {
+                    offers: offers.to_vec(),
+                    settings: settings.to_owned(),
+                    today,
+                };
+                let mut kept = self.lock();
+                if kept.len() >= KEPT {
+                    drop(kept.remove(0));
+                }
+                kept.push((input, priced.clone()));
+                priced
+            }
         };
-        if let Some((_, priced)) = self.lock().iter().find(|(i, _)| *i == input) {
-            return Ok(priced.clone());
+        if let (Some(shadow), Ok(prices)) = (&self.shadow, &*priced) {
+            shadow.offer(offers, settings, today, prices);
         }
-        let priced = self
-            .policy
-            .price(&input.offers, &input.settings, input.today)
-            .0?;
-        let mut kept = self.lock();
-        if kept.len() >= KEPT {
-            drop(kept.remove(0));
-        }
-        kept.push((input, priced.clone()));
         Ok(priced)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Priced)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Arc<Priced>)>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

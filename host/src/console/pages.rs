@@ -991,6 +991,10 @@ fn plugin_page(op: &Operator, reseller: &Reseller, desk: Option<&OrderDesk>) -> 
     if let Some(policy) = active.policy() {
         components.push(component("Pricing policy", policy));
     }
+    let shadow = active.shadow().map(|shadow| {
+        components.push(component("Candidate policy", shadow.candidate()));
+        serde_json::to_string_pretty(&shadow.report()).unwrap_or_default()
+    });
     let config = active.config();
     PluginPage {
         f: Frame::new("Plugin", "plugin", Some(op)).with_doubts(desk),
@@ -1001,7 +1005,7 @@ fn plugin_page(op: &Operator, reseller: &Reseller, desk: Option<&OrderDesk>) -> 
             n => format!("up to {n} rendered price lists"),
         },
         source: config.source.name(),
-        shadow: String::new(),
+        shadow: shadow.unwrap_or_default(),
     }
 }
 

@@ -129,8 +129,16 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspected, LoadError> {
                     }
                 }
             }
+            // Module instantiations only: an instance made of exports (the glue between
+            // modules that componentize-py and componentize-js emit by the dozen) costs nothing.
             Payload::InstanceSection(reader) => {
-                core_instances = core_instances.saturating_add(reader.count());
+                for instance in reader {
+                    if let wasmparser::Instance::Instantiate { .. } =
+                        instance.map_err(not_a_component)?
+                    {
+                        core_instances = core_instances.saturating_add(1);
+                    }
+                }
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
