@@ -18,8 +18,21 @@ use prometheus::{
 };
 
 use crate::limits::Limit;
-use crate::reseller::Active;
-use crate::runtime::Harness;
+
+/// The counters of one loaded component (the plugin, its policy), as [`Metrics::render`] shows
+/// them: read when scraped from the component's own statistics.
+pub struct ComponentCounters<'a> {
+    /// `plugin` or `policy`.
+    pub component: &'a str,
+    /// The component's name (its file, or `builtin`).
+    pub name: &'a str,
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that faulted.
+    pub faults: u64,
+    /// Calls stopped by each limit.
+    pub limit_hits: Vec<(Limit, u64)>,
+}
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -213,7 +226,11 @@ impl Metrics {
 
     /// Everything in the text format: what was recorded, the counters of the plugin (and
     /// policy) in force, and `orders` (orders by state) when given.
-    pub fn render(&self, active: &Active, orders: Option<&[(String, i64)]>) -> String {
+    pub fn render(
+        &self,
+        components: &[ComponentCounters<'_>],
+        orders: Option<&[(String, i64)]>,
+    ) -> String {
         let scraped = Registry::new();
         let calls = IntCounterVec::new(
             Opts::new(
@@ -232,23 +249,17 @@ impl Metrics {
             &["component", "name", "limit"],
         )
         .expect("a valid metric");
-        let mut components: Vec<(&str, &Harness)> = vec![("plugin", active.plugin())];
-        if let Some(policy) = active.policy() {
-            components.push(("policy", policy));
-        }
-        for (component, harness) in components {
-            let stats = harness.stats();
-            let name: &str = harness.name();
-            let faults = stats.faults();
+        for c in components {
+            let (component, name) = (c.component, c.name);
             calls
                 .with_label_values(&[component, name, "ok"])
-                .inc_by(stats.calls().saturating_sub(faults));
+                .inc_by(c.calls.saturating_sub(c.faults));
             calls
                 .with_label_values(&[component, name, "fault"])
-                .inc_by(faults);
-            for limit in Limit::ALL {
+                .inc_by(c.faults);
+            for (limit, n) in &c.limit_hits {
                 hits.with_label_values(&[component, name, limit.key()])
-                    .inc_by(stats.limit_hits(limit));
+                    .inc_by(*n);
             }
         }
         let _ = scraped.register(Box::new(calls));

@@ -7,7 +7,6 @@
 //! on a second address without one, for a scraper on a private network.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,12 +16,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value, json};
 
 use crate::api::Authorized;
 use crate::config::OrderMode;
 use crate::convert::panel_query;
+use crate::limits::Limit;
 use crate::metrics;
 use crate::orders::{OrderDesk, OrderState};
 use crate::reseller::Reseller;
@@ -69,7 +68,26 @@ pub fn metrics_app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> R
                 axum::Json(json!({"error": {"code": "not_found", "message": "this address serves /metrics, /healthz and /readyz"}})),
             )
         })
-        .with_state(crate::http::AppState::new(reseller, orders))
+        .with_state(OpsState { reseller, orders })
+}
+
+/// The state of [`metrics_app`]: the host and, when orders are kept, the order desk.
+#[derive(Clone)]
+struct OpsState {
+    reseller: Arc<Reseller>,
+    orders: Option<Arc<OrderDesk>>,
+}
+
+impl FromRef<OpsState> for Arc<Reseller> {
+    fn from_ref(state: &OpsState) -> Self {
+        state.reseller.clone()
+    }
+}
+
+impl FromRef<OpsState> for Option<Arc<OrderDesk>> {
+    fn from_ref(state: &OpsState) -> Self {
+        state.orders.clone()
+    }
 }
 
 /// Serves [`metrics_app`] on `addr` until `shutdown` completes.
@@ -110,9 +128,8 @@ async fn readyz(
             Err(_) => "the check failed".to_owned(),
         }),
     );
-    if orders.is_some() {
-        let path = active.config().order_database();
-        let writable = tokio::task::spawn_blocking(move || database_writable(&path)).await;
+    if let Some(desk) = orders.clone() {
+        let writable = tokio::task::spawn_blocking(move || desk.backend().check_writable()).await;
         checks.insert(
             "database".to_owned(),
             json!(match writable {
@@ -154,13 +171,6 @@ async fn readyz(
         .into_response()
 }
 
-/// Whether the database at `path` exists and takes a write lock now.
-fn database_writable(path: &Path) -> Result<(), rusqlite::Error> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-    conn.busy_timeout(READY_TIMEOUT)?;
-    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
-}
-
 /// Whether upstream's host takes a TCP connection within [`READY_TIMEOUT`]. Nothing is sent:
 /// readiness probes must not call the partner's account.
 async fn reachable(url: &str) -> Result<(), String> {
@@ -178,37 +188,46 @@ async fn reachable(url: &str) -> Result<(), String> {
     }
 }
 
-/// The number of orders in each state, read from the database at `path`.
-fn order_counts(path: &Path) -> Result<Vec<(String, i64)>, rusqlite::Error> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    conn.busy_timeout(READY_TIMEOUT)?;
-    let mut counts: Vec<(String, i64)> = OrderState::ALL
-        .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-    let mut statement = conn.prepare("SELECT state, COUNT(*) FROM orders GROUP BY state")?;
-    let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (state, n) = row?;
-        match counts.iter_mut().find(|(s, _)| *s == state) {
-            Some(entry) => entry.1 = n,
-            None => counts.push((state, n)),
-        }
-    }
-    Ok(counts)
-}
-
 async fn metrics_text(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Response {
     let text = tokio::task::spawn_blocking(move || {
         let active = reseller.active();
-        let counts = orders.and_then(|_| match order_counts(&active.config().order_database()) {
-            Ok(counts) => Some(counts),
+        let counts = orders.and_then(|desk| match desk.backend().counts() {
+            Ok(counts) => Some(
+                OrderState::ALL
+                    .iter()
+                    .map(|s| {
+                        let n = counts.get(s).copied().unwrap_or(0);
+                        (s.as_str().to_owned(), i64::try_from(n).unwrap_or(i64::MAX))
+                    })
+                    .collect::<Vec<_>>(),
+            ),
             Err(e) => {
                 tracing::warn!("metrics: cannot count the orders: {e}");
                 None
             }
         });
-        metrics::global().render(&active, counts.as_deref())
+        let mut harnesses: Vec<(&str, &crate::runtime::Harness)> =
+            vec![("plugin", active.plugin())];
+        if let Some(policy) = active.policy() {
+            harnesses.push(("policy", policy));
+        }
+        let components: Vec<metrics::ComponentCounters<'_>> = harnesses
+            .iter()
+            .map(|(component, harness)| {
+                let stats = harness.stats();
+                metrics::ComponentCounters {
+                    component,
+                    name: harness.name(),
+                    calls: stats.calls(),
+                    faults: stats.faults(),
+                    limit_hits: Limit::ALL
+                        .iter()
+                        .map(|l| (*l, stats.limit_hits(*l)))
+                        .collect(),
+                }
+            })
+            .collect();
+        metrics::global().render(&components, counts.as_deref())
     })
     .await
     .unwrap_or_default();

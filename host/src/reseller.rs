@@ -17,16 +17,16 @@ use lru::LruCache;
 
 use crate::bindings::catalogue::Snapshot;
 use crate::bindings::{pricing, types};
-use crate::capabilities::policy::PolicyLink;
+use crate::capabilities::policy::{Observer, PolicyLink};
 use crate::capabilities::upstream::http::HttpUpstream;
 use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
 use crate::capabilities::{Grants, Role, calendar};
 use crate::catalogue::{self, Applied, UpstreamPrices};
-use crate::config::{Config, ConfigError, Source};
+use crate::config::{Config, ConfigError, PolicyConfig, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
 use crate::metrics;
 use crate::native::NativeProtocol;
-use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
+use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime};
 use crate::shadow::Shadow;
 
 /// The protocol built into the host, used when the configuration names no plugin.
@@ -151,7 +151,7 @@ impl Active {
         let policy = match plugin.role() {
             Role::Protocol => Some(Arc::new(
                 PolicyLink::new(Arc::new(load_policy(runtime, &config)?))
-                    .with_shadow(shadow.clone()),
+                    .with_shadow(shadow.clone().map(|s| s as Arc<dyn Observer>)),
             )),
             _ if config.plugin.policy.path.is_some() => {
                 return Err(ConfigError::new(
@@ -486,7 +486,7 @@ fn upstream_client(config: &Config) -> Result<Arc<dyn UpstreamClient>, ConfigErr
 
 fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, ConfigError> {
     let plugin = &config.plugin;
-    let (name, bytes) = read_component(
+    let (name, bytes) = crate::runtime::read_component(
         config,
         "plugin",
         plugin.path.as_deref(),
@@ -500,7 +500,7 @@ fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, Confi
 /// Loads the pricing policy `config` joins to a protocol: `[plugin.policy]`, or the built-in one.
 pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, ConfigError> {
     let policy = &config.plugin.policy;
-    let (name, bytes) = read_component(
+    let (name, bytes) = crate::runtime::read_component(
         config,
         "plugin.policy",
         policy.path.as_deref(),
@@ -511,40 +511,51 @@ pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, C
         .map_err(|e| ConfigError::new(&config.source, "plugin.policy.path", format!("{name}: {e}")))
 }
 
-/// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
-/// built-in one when no path is configured, with its name for logs.
-pub(crate) fn read_component(
-    config: &Config,
-    table: &str,
-    path: Option<&std::path::Path>,
-    sha256: Option<&str>,
-    builtin: (&str, &[u8]),
-) -> Result<(String, Vec<u8>), ConfigError> {
-    let source = &config.source;
-    let key_error =
-        |key: &str, message: String| ConfigError::new(source, format!("{table}.{key}"), message);
-    let (name, bytes) = match path {
-        None => (builtin.0.to_owned(), builtin.1.to_vec()),
-        Some(path) => {
-            let path = source.resolve(path);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| key_error("path", format!("cannot read {}: {e}", path.display())))?;
-            (path.display().to_string(), bytes)
+/// Why a candidate was not promoted.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    /// No candidate is configured.
+    #[error("no candidate policy is configured ([plugin.candidate])")]
+    NoCandidate,
+    /// What the candidate showed makes promoting it unsafe (override with `force`).
+    #[error("{0}; promote with force to do it anyway")]
+    Unfit(String),
+    /// The configuration with the candidate as the live policy did not load or pass its check:
+    /// the previous one keeps serving.
+    #[error(transparent)]
+    Refused(#[from] ConfigError),
+}
+
+impl Reseller {
+    /// Makes the candidate the live policy: `[plugin.policy]` takes the candidate's path, digest and
+    /// limits, `[pricing]` its settings when it has its own, and the candidate is removed. Swapped
+    /// in as any reload is (loaded and checked beside the configuration in force). Unless `force`,
+    /// refused when the candidate has not priced yet, or faulted or refused to price. The
+    /// configuration file is not edited. Returns the configuration now in force.
+    pub fn promote_candidate(&self, force: bool) -> Result<Config, PromoteError> {
+        let active = self.active();
+        let Some(shadow) = active.shadow() else {
+            return Err(PromoteError::NoCandidate);
+        };
+        if !force {
+            shadow.fit_for_promotion().map_err(PromoteError::Unfit)?;
         }
-    };
-    if let Some(pin) = sha256 {
-        let actual = plugin_sha256(&bytes);
-        if !actual.eq_ignore_ascii_case(pin) {
-            return Err(key_error(
-                "sha256",
-                format!(
-                    "{name} has SHA-256 {actual}, not the pinned {}",
-                    pin.to_ascii_lowercase()
-                ),
-            ));
+        drop(active);
+        let mut config = self.base_config();
+        let Some(candidate) = config.plugin.candidate.take() else {
+            return Err(PromoteError::NoCandidate);
+        };
+        config.plugin.policy = PolicyConfig {
+            path: Some(candidate.path),
+            sha256: candidate.sha256,
+            limits: candidate.limits,
+        };
+        if let Some(pricing) = candidate.pricing {
+            config.pricing = pricing;
         }
+        let promoted = self.swap(config)?;
+        Ok(promoted.config().clone())
     }
-    Ok((name, bytes))
 }
 
 /// Identifies what the plugin prices, so that it may key caches on it.

@@ -27,10 +27,9 @@ use serde_json::{Value, json};
 use crate::bindings::policy::OfferPrices;
 use crate::bindings::types::{Date, Money, Offer, PricingError};
 use crate::capabilities::Role;
-use crate::config::{Config, ConfigError, PolicyConfig};
+use crate::config::{Config, ConfigError};
 use crate::convert::pricing_message;
 use crate::limits::{Limit, Limits};
-use crate::reseller::{Reseller, read_component};
 use crate::runtime::{Called, LoadedPlugin, LoadedPolicy, Runtime, Usage};
 
 /// Samples waiting for the candidate at most; more are dropped.
@@ -414,6 +413,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl crate::capabilities::policy::Observer for Shadow {
+    fn offer(&self, offers: &[Offer], settings: &str, today: Date, live: &[OfferPrices]) {
+        Shadow::offer(self, offers, settings, today, live);
+    }
+}
+
 /// Starts the shadow runs `config` asks for beside `plugin`, if any: the candidate is loaded
 /// (a configuration error if it does not load, or if `plugin` is a whole plugin, which has no
 /// policy to be compared with).
@@ -460,7 +465,7 @@ pub fn load_candidate(
     let Some(candidate) = &config.plugin.candidate else {
         return Ok(None);
     };
-    let (name, bytes) = read_component(
+    let (name, bytes) = crate::runtime::read_component(
         config,
         "plugin.candidate",
         Some(&candidate.path),
@@ -484,51 +489,6 @@ pub fn load_candidate(
         .as_ref()
         .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "{}".to_owned()));
     Ok(Some((policy, settings)))
-}
-
-/// Why a candidate was not promoted.
-#[derive(Debug, thiserror::Error)]
-pub enum PromoteError {
-    /// No candidate is configured.
-    #[error("no candidate policy is configured ([plugin.candidate])")]
-    NoCandidate,
-    /// What the candidate showed makes promoting it unsafe (override with `force`).
-    #[error("{0}; promote with force to do it anyway")]
-    Unfit(String),
-    /// The configuration with the candidate as the live policy did not load or pass its check:
-    /// the previous one keeps serving.
-    #[error(transparent)]
-    Refused(#[from] ConfigError),
-}
-
-/// Makes the candidate the live policy: `[plugin.policy]` takes the candidate's path, digest and
-/// limits, `[pricing]` its settings when it has its own, and the candidate is removed. Swapped
-/// in as any reload is (loaded and checked beside the configuration in force). Unless `force`,
-/// refused when the candidate has not priced yet, or faulted or refused to price. The
-/// configuration file is not edited. Returns the configuration now in force.
-pub fn promote(reseller: &Reseller, force: bool) -> Result<Config, PromoteError> {
-    let active = reseller.active();
-    let Some(shadow) = active.shadow() else {
-        return Err(PromoteError::NoCandidate);
-    };
-    if !force {
-        shadow.fit_for_promotion().map_err(PromoteError::Unfit)?;
-    }
-    drop(active);
-    let mut config = reseller.base_config();
-    let Some(candidate) = config.plugin.candidate.take() else {
-        return Err(PromoteError::NoCandidate);
-    };
-    config.plugin.policy = PolicyConfig {
-        path: Some(candidate.path),
-        sha256: candidate.sha256,
-        limits: candidate.limits,
-    };
-    if let Some(pricing) = candidate.pricing {
-        config.pricing = pricing;
-    }
-    let promoted = reseller.swap(config)?;
-    Ok(promoted.config().clone())
 }
 
 #[cfg(test)]

@@ -32,6 +32,13 @@ mod lifecycle;
 mod orders;
 mod shadow;
 
+/// A `YYYY-MM-DD` date from a request.
+pub(super) fn parse_date(text: &str) -> Result<time::Date, ApiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text.trim(), format)
+        .map_err(|_| ApiError::invalid_request(format!("`{text}` is not a date (YYYY-MM-DD)")))
+}
+
 /// An API error: HTTP status, stable code, message.
 #[derive(Debug)]
 pub struct ApiError {

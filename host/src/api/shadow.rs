@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiJson, Authorized, blocking, describe};
+use crate::reseller::PromoteError;
 use crate::reseller::Reseller;
-use crate::shadow::{self, PromoteError};
 
 pub(super) fn routes<S>() -> Router<S>
 where
@@ -78,7 +78,7 @@ async fn promote(
     ApiJson(body): ApiJson<Promote>,
 ) -> Result<Json<Value>, ApiError> {
     let serving = reseller.clone();
-    let config = blocking(move || shadow::promote(&serving, body.force)).await?;
+    let config = blocking(move || serving.promote_candidate(body.force)).await?;
     let policy = &config.plugin.policy;
     let pin = policy
         .sha256

@@ -7,7 +7,7 @@
 //! once per catalogue version and day, whatever the number of price lists rendered. A policy
 //! that fails (a trap, a limit) fails the protocol's call with that fault, blamed on the policy.
 //! Every answer the protocol gets is also offered to the candidate policy's shadow runs, when
-//! one is configured ([`crate::shadow`]).
+//! one is configured (an [`Observer`]: the shadow runs of `crate::shadow`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,7 +15,6 @@ use super::Budget;
 use crate::bindings::policy::{Host, OfferPrices};
 use crate::bindings::types::{Date, Offer, PricingError};
 use crate::runtime::{Fault, LoadedPolicy};
-use crate::shadow::Shadow;
 
 /// A policy failed while a protocol asked it for prices: the partner's policy is to blame.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -29,11 +28,17 @@ pub type Priced = Result<Vec<OfferPrices>, PricingError>;
 /// a few more (another day, a query that priced a subset).
 const KEPT: usize = 4;
 
+/// What watches a live policy's answers: a candidate's shadow runs.
+pub trait Observer: Send + Sync {
+    /// The policy answered `live` to `offers` with `settings` on `today`. Must not block.
+    fn offer(&self, offers: &[Offer], settings: &str, today: Date, live: &[OfferPrices]);
+}
+
 /// A policy component joined to a protocol, and the answers it gave.
 pub struct PolicyLink {
     policy: Arc<LoadedPolicy>,
     kept: Mutex<Vec<(Input, Arc<Priced>)>>,
-    shadow: Option<Arc<Shadow>>,
+    shadow: Option<Arc<dyn Observer>>,
 }
 
 /// What a policy prices.
@@ -53,8 +58,8 @@ impl PolicyLink {
         }
     }
 
-    /// The same, offering every answer of the policy to `shadow`'s candidate.
-    pub fn with_shadow(self, shadow: Option<Arc<Shadow>>) -> Self {
+    /// The same, offering every answer of the policy to `shadow` (a candidate's shadow runs).
+    pub fn with_shadow(self, shadow: Option<Arc<dyn Observer>>) -> Self {
         PolicyLink { shadow, ..self }
     }
 

@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::session::{CSRF_REFUSED, Console, Operator, over_tls, set_cookie};
+use super::session::{CSRF_REFUSED, Console, NoOperator, Operator, over_tls, set_cookie};
 use super::{BASE, page, to};
 use crate::billmgr::Params;
 use crate::convert::panel_query;
@@ -86,6 +86,25 @@ pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
             back: format!("{BASE}/"),
         },
     )
+}
+
+/// A request without an operator: the sign-in, or why not.
+impl IntoResponse for NoOperator {
+    fn into_response(self) -> Response {
+        match self {
+            NoOperator::Off => message(
+                StatusCode::NOT_FOUND,
+                "The console is off",
+                "Configure api.token or console.password to use it.",
+            ),
+            NoOperator::SignIn => to("/signin"),
+            NoOperator::Refused => message(
+                StatusCode::UNAUTHORIZED,
+                "Sign in first",
+                "This needs a console session.",
+            ),
+        }
+    }
 }
 
 pub(super) fn not_found() -> Response {
@@ -169,7 +188,7 @@ struct SigninPage {
 
 pub(super) async fn signin_form(State(reseller): State<Arc<Reseller>>) -> Response {
     if !reseller.active().config().console_enabled() {
-        return super::session::NoOperator::Off.into_response();
+        return NoOperator::Off.into_response();
     }
     render(
         StatusCode::OK,
@@ -189,7 +208,7 @@ pub(super) async fn signin(
     let active = reseller.active();
     let config = active.config();
     if !config.console_enabled() {
-        return super::session::NoOperator::Off.into_response();
+        return NoOperator::Off.into_response();
     }
     let client = extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
