@@ -73,16 +73,16 @@ impl BuyLimits {
     }
 
     /// Takes one Buy from the client's and the licence's allowance, or says which is spent.
-    fn check(&self, client: Option<IpAddr>, licence: &str) -> Result<(), String> {
+    fn check(&self, client: Option<IpAddr>, licence: &str) -> Result<(), Limited> {
         if let (Some(limiter), Some(ip)) = (&self.by_address, client)
             && limiter.check_key(&ip).is_err()
         {
-            return Err(format!("too many Buys from {ip}"));
+            return Err(Limited::Address(ip));
         }
         if let Some(limiter) = &self.by_licence
             && limiter.check_key(&licence.to_owned()).is_err()
         {
-            return Err(format!("too many Buys for licence {licence}"));
+            return Err(Limited::Licence(licence.to_owned()));
         }
         // Keep the tables bounded under many addresses and licences.
         for len in [
@@ -103,6 +103,15 @@ impl BuyLimits {
         }
         Ok(())
     }
+}
+
+/// Which Buy allowance is spent.
+#[derive(Debug, thiserror::Error)]
+enum Limited {
+    #[error("too many Buys from {0}")]
+    Address(IpAddr),
+    #[error("too many Buys for licence {0}")]
+    Licence(String),
 }
 
 impl FromRef<AppState> for Arc<Reseller> {
@@ -335,7 +344,7 @@ async fn buy(state: AppState, client: Option<IpAddr>, params: &Params) -> Respon
         }
     };
     if let Err(limited) = state.buy_limits.check(client, &request.licence_id) {
-        desk.refused_buy("rate_limited", &limited, params.pairs());
+        desk.refused_buy("rate_limited", &limited.to_string(), params.pairs());
         let mut response = html(
             StatusCode::TOO_MANY_REQUESTS,
             error_page("Too many orders at once", "Please try again in a minute."),

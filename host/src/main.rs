@@ -311,8 +311,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prices { config, command } => {
             let desk = open_desk(config)?;
             match cli::prices(&desk, command)? {
-                Ok(json) => print_json(&json),
-                Err(toml) => {
+                cli::Printed::Json(json) => print_json(&json),
+                cli::Printed::Toml(toml) => {
                     std::io::stdout().lock().write_all(toml.as_bytes())?;
                     Ok(())
                 }

@@ -173,19 +173,34 @@ async fn readyz(
 
 /// Whether upstream's host takes a TCP connection within [`READY_TIMEOUT`]. Nothing is sent:
 /// readiness probes must not call the partner's account.
-async fn reachable(url: &str) -> Result<(), String> {
-    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = url.host_str().ok_or("no host")?.to_owned();
-    let port = url.port_or_known_default().ok_or("no port")?;
+async fn reachable(url: &str) -> Result<(), Unreachable> {
+    let url = url::Url::parse(url)?;
+    let host = url.host_str().ok_or(Unreachable::NoHost)?.to_owned();
+    let port = url.port_or_known_default().ok_or(Unreachable::NoPort)?;
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
     match tokio::time::timeout(READY_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("timed out".to_owned()),
+        Ok(Err(e)) => Err(Unreachable::Connect(e)),
+        Err(_) => Err(Unreachable::TimedOut),
     }
+}
+
+/// Why upstream's host is not reachable.
+#[derive(Debug, thiserror::Error)]
+enum Unreachable {
+    #[error("upstream.url: {0}")]
+    Url(#[from] url::ParseError),
+    #[error("upstream.url names no host")]
+    NoHost,
+    #[error("upstream.url names no port")]
+    NoPort,
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("timed out")]
+    TimedOut,
 }
 
 async fn metrics_text(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Response {

@@ -519,7 +519,7 @@ pub enum PromoteError {
     NoCandidate,
     /// What the candidate showed makes promoting it unsafe (override with `force`).
     #[error("{0}; promote with force to do it anyway")]
-    Unfit(String),
+    Unfit(#[from] crate::shadow::Unfit),
     /// The configuration with the candidate as the live policy did not load or pass its check:
     /// the previous one keeps serving.
     #[error(transparent)]
@@ -538,7 +538,7 @@ impl Reseller {
             return Err(PromoteError::NoCandidate);
         };
         if !force {
-            shadow.fit_for_promotion().map_err(PromoteError::Unfit)?;
+            shadow.fit_for_promotion()?;
         }
         drop(active);
         let mut config = self.base_config();

@@ -217,24 +217,22 @@ impl Shadow {
 
     /// Whether promoting the candidate is safe by what it showed: it was compared at least
     /// once and never faulted nor refused. `Err` says why not.
-    pub fn fit_for_promotion(&self) -> Result<(), String> {
+    pub fn fit_for_promotion(&self) -> Result<(), Unfit> {
         let findings = lock(&self.report);
         if findings.compared == 0 {
-            return Err("the candidate has not priced anything yet".to_owned());
+            return Err(Unfit::NotPriced);
         }
         if findings.faults > 0 {
-            return Err(format!(
-                "the candidate faulted {} times (last: {})",
-                findings.faults,
-                findings.last_fault.as_deref().unwrap_or_default()
-            ));
+            return Err(Unfit::Faulted {
+                times: findings.faults,
+                last: findings.last_fault.clone().unwrap_or_default(),
+            });
         }
         if findings.refused > 0 {
-            return Err(format!(
-                "the candidate refused to price {} times (last: {})",
-                findings.refused,
-                findings.last_refusal.as_deref().unwrap_or_default()
-            ));
+            return Err(Unfit::Refused {
+                times: findings.refused,
+                last: findings.last_refusal.clone().unwrap_or_default(),
+            });
         }
         Ok(())
     }
@@ -417,6 +415,30 @@ impl crate::capabilities::policy::Observer for Shadow {
     fn offer(&self, offers: &[Offer], settings: &str, today: Date, live: &[OfferPrices]) {
         Shadow::offer(self, offers, settings, today, live);
     }
+}
+
+/// Why what a candidate showed makes promoting it unsafe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    /// It has not been compared yet.
+    #[error("the candidate has not priced anything yet")]
+    NotPriced,
+    /// It faulted.
+    #[error("the candidate faulted {times} times (last: {last})")]
+    Faulted {
+        /// How many times.
+        times: u64,
+        /// The last fault.
+        last: String,
+    },
+    /// It refused to price.
+    #[error("the candidate refused to price {times} times (last: {last})")]
+    Refused {
+        /// How many times.
+        times: u64,
+        /// The last refusal.
+        last: String,
+    },
 }
 
 /// Starts the shadow runs `config` asks for beside `plugin`, if any: the candidate is loaded
