@@ -162,6 +162,41 @@ fn a_candidate_with_a_higher_markup_shows_exactly_its_differences_and_is_promote
         "the live answer never changes"
     );
 
+    // The operator console shows the candidate beside the live policy.
+    let browser = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signed_in = browser
+        .post(server.url("/console/signin"))
+        .form(&[("secret", TOKEN)])
+        .send()
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie")
+        .to_owned();
+    let page = |path: &str| {
+        browser
+            .get(server.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .expect("page")
+            .text()
+            .expect("text")
+    };
+    let prices = page("/console/prices");
+    assert!(prices.contains("<th>Candidate</th>"), "{prices}");
+    assert!(prices.contains("9.7500 EUR (+0.7500)"), "{prices}");
+    assert!(prices.contains("650.0000 RUB (+50.0000)"), "{prices}");
+    let plugin = page("/console/plugin");
+    assert!(plugin.contains("Candidate policy"), "{plugin}");
+    assert!(plugin.contains("Shadow runs of the candidate"), "{plugin}");
+
     // The CLI prints the same report.
     let config_arg = config.to_str().expect("utf-8");
     let out = reseller(&[

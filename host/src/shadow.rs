@@ -215,6 +215,11 @@ impl Shadow {
         })
     }
 
+    /// The last comparison of the candidate's prices with the live ones, if any.
+    pub fn last_comparison(&self) -> Option<Comparison> {
+        lock(&self.report).last.clone()
+    }
+
     /// Whether promoting the candidate is safe by what it showed: it was compared at least
     /// once and never faulted nor refused. `Err` says why not.
     pub fn fit_for_promotion(&self) -> Result<(), Unfit> {

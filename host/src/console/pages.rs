@@ -1091,6 +1091,8 @@ struct PriceRow {
     cost: String,
     price: String,
     margin: String,
+    /// The candidate policy's price, by its last shadow run; empty without a candidate.
+    candidate: String,
 }
 
 #[derive(Template)]
@@ -1099,6 +1101,8 @@ struct PricesPage {
     f: Frame,
     rows: Vec<PriceRow>,
     balance: String,
+    /// A candidate policy is configured: its column is shown.
+    candidate: bool,
 }
 
 /// The prices page, with `said` (what an action did) on it.
@@ -1127,6 +1131,30 @@ async fn prices_page(
         let active = task.active();
         let config = active.config();
         let doc = active.export_prices(&panel_query(None, false));
+        // The candidate's prices where its last shadow run differed; the live ones elsewhere.
+        let compared = active.shadow().map(|s| s.last_comparison());
+        let candidate_price = |tariff: u64, months: Months, live: &str| match &compared {
+            None => String::new(),
+            Some(None) => "not compared yet".to_owned(),
+            Some(Some(c)) => match c
+                .differences
+                .iter()
+                .find(|d| d.tariff_id == tariff && d.months == months.get())
+            {
+                None => format!("{live} (same)"),
+                Some(d) => match (&d.candidate, d.by_how_much()) {
+                    (Some(m), Some((delta, _))) => format!(
+                        "{} {} ({delta:+})",
+                        rust_decimal::Decimal::new(m.units, 4),
+                        m.currency
+                    ),
+                    (Some(m), None) => {
+                        format!("{} {}", rust_decimal::Decimal::new(m.units, 4), m.currency)
+                    }
+                    (None, _) => "not offered".to_owned(),
+                },
+            },
+        };
         let mut rows = Vec::new();
         let mut problem = None;
         match doc {
@@ -1151,6 +1179,7 @@ async fn prices_page(
                             tariff,
                             period: self::months(months),
                             cost: format!("{cost} {currency}"),
+                            candidate: candidate_price(tariff, months, &price.to_string()),
                             price: price.to_string(),
                             margin,
                         });
@@ -1170,10 +1199,10 @@ async fn prices_page(
             Some(Err(e)) => format!("unknown: {e}"),
             None => "no orders are kept here".to_owned(),
         };
-        (rows, balance, problem)
+        (rows, balance, problem, compared.is_some())
     })
     .await;
-    let (rows, balance, problem) = match built {
+    let (rows, balance, problem, candidate) = match built {
         Ok(b) => b,
         Err(e) => {
             tracing::error!("the prices page task failed: {e}");
@@ -1187,7 +1216,15 @@ async fn prices_page(
     let mut f = Frame::new("Prices", "prices", Some(&op)).with_doubts(desk.as_deref());
     f.problem = problem;
     f.notice = said;
-    render(StatusCode::OK, &PricesPage { f, rows, balance })
+    render(
+        StatusCode::OK,
+        &PricesPage {
+            f,
+            rows,
+            balance,
+            candidate,
+        },
+    )
 }
 
 /// A reconciliation's report as the page shows it.
