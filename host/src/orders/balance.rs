@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk, UpstreamOutcome};
 use super::events::EventKind;
+use super::{DeskError, OrderDesk, UpstreamOutcome};
 use super::{Order, placement};
 use crate::convert::order_error_message;
 use crate::money::{Amount, Money};

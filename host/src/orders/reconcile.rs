@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk, UpstreamOutcome};
 use super::lifecycle::Finding;
 use super::operation::{Operation, OperationKind, OperationState};
 use super::{Amendment, Change, ListFilter, NewOrder, Order, OrderFields, OrderState, placement};
+use super::{DeskError, OrderDesk, UpstreamOutcome};
 use crate::bindings::orders::{ServiceStatus, UpstreamService};
 use crate::convert::{date, order_error_message, panel_query};
 use crate::money::Months;

@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk};
 use super::events::{EventKind, Webhook, retry_delay};
 use super::reconcile::{Options, Report};
 use super::sqlite::now_ms;
 use super::{Change, ListFilter, Order, OrderState};
+use super::{DeskError, OrderDesk};
 use crate::config::Lapse;
 use crate::orders::store::MAX_LIST_LIMIT;
 
