@@ -16,8 +16,14 @@ fuzz_target!(|data: &[u8]| {
     let params = Params::parse(&[query, form]);
     match params.price_query() {
         Ok(q) => {
-            assert!(q.lang.as_ref().is_none_or(|l| l.len() <= 8));
-            assert_eq!(Some(q.itemtype.as_str()), params.get("itemtype"));
+            // A language code, or none: never the raw value.
+            assert!(q.lang.as_ref().is_none_or(|l| {
+                (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase())
+            }));
+            // The item type given, or the modules when none is.
+            let given = params.get("itemtype").map(str::trim).unwrap_or_default();
+            let expected = if given.is_empty() { "addition" } else { given };
+            assert_eq!(q.itemtype, expected);
         }
         Err(e) => check(&e),
     }

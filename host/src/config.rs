@@ -837,7 +837,11 @@ impl Config {
         let de = toml::Deserializer::parse(text)
             .map_err(|e| ConfigError::new(&source, "(syntax)", located(&e)))?;
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // An unknown key at the top, or one spelled `""`, has no path of its own.
+            let key = match e.path().to_string() {
+                path if path.is_empty() || path == "." => "(top level)".to_owned(),
+                path => path,
+            };
             ConfigError::new(&source, key, located(e.inner()))
         })?;
         config.source = source;
@@ -1273,6 +1277,14 @@ mod tests {
         assert_eq!(c.catalogue.modules[0].cost.month().units(), 105_000);
         assert_eq!(c.tariff_id(&c.catalogue.modules[0]), 1);
         assert!(c.catalogue.modules[0].orderable);
+    }
+
+    #[test]
+    fn an_empty_or_unknown_top_level_key_is_named() {
+        for text in ["\"\" = \"x\"\n", "nonsense = 1\n", "[server]\n\"\" = 1\n"] {
+            let err = Config::parse(text, Source::Embedded).expect_err(text);
+            assert!(!err.key.is_empty(), "{text}: {err}");
+        }
     }
 
     #[test]
