@@ -181,13 +181,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "price list ready"
             );
             let addr = listen.unwrap_or(active.config().server.listen);
-            let database = active.config().order_database();
+            let database = active.config().order_database_shown();
             let mode = active.config().order_mode();
             drop(active);
-            // The one placer of this database; what a stopped one left is settled first.
+            // The one placer of a SQLite database, or one of several on PostgreSQL; what a
+            // stopped one left is settled first.
             let interrupted = desk.become_placer()?;
             tracing::info!(
-                database = %database.display(),
+                database = %database,
+                shared = desk.shares_placement(),
                 ?mode,
                 in_doubt = interrupted.in_doubt.len() + interrupted.operations_in_doubt.len(),
                 requeued = interrupted.requeued.len(),

@@ -19,6 +19,9 @@ use crate::config::{OrderMode, OrdersConfig};
 /// `max_attempts`. Does nothing in manual mode.
 ///
 /// The desk must be the placer ([`OrderDesk::become_placer`]); otherwise this returns at once.
+/// On a database several hosts place from, every host's worker runs: each order is claimed by
+/// one of them, and each also settles the claims of a host that stopped (their lease ran out),
+/// every quarter of the lease.
 pub async fn run(desk: Arc<OrderDesk>) {
     if !desk.is_placer() {
         tracing::error!("the placement worker needs the placer lock; no order is placed");
@@ -26,8 +29,16 @@ pub async fn run(desk: Arc<OrderDesk>) {
     }
     // Order → (not before, attempts whose request never left, in a row).
     let mut waiting: HashMap<OrderId, (Instant, u32)> = HashMap::new();
+    let mut swept = Instant::now();
     loop {
         let settings = desk.reseller().active().config().orders.clone();
+        if let Some(lease) = desk.backend().claims_expire()
+            && swept.elapsed() >= (lease / 4).max(Duration::from_millis(250))
+        {
+            // Several hosts place from this database: settle the claims of one that stopped.
+            settle_expired(&desk).await;
+            swept = Instant::now();
+        }
         if desk.mode() == OrderMode::Automatic {
             let paid = paid_orders(&desk).await;
             if !paid.is_empty() {
@@ -39,6 +50,16 @@ pub async fn run(desk: Arc<OrderDesk>) {
         }
         desk.wait_for_work(Duration::from_millis(settings.poll_ms))
             .await;
+    }
+}
+
+/// Settles the claims of hosts that stopped, on a blocking thread; an error is logged.
+async fn settle_expired(desk: &Arc<OrderDesk>) {
+    let desk = desk.clone();
+    match tokio::task::spawn_blocking(move || desk.settle_expired_claims()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("settling the claims of stopped hosts: {e}"),
+        Err(e) => tracing::error!("the claim settling task failed: {e}"),
     }
 }
 
@@ -206,20 +227,41 @@ fn deliver_forever(desk: &OrderDesk) {
 }
 
 /// Fetches upstream's prices every `upstream.prices_refresh_minutes` (read at each round),
-/// until the process ends; does nothing while it is 0.
+/// until the process ends; does nothing while it is 0. With several hosts on one database, it
+/// also takes up, every [`FOLLOW_PRICES`], the prices another host fetched and stored, so that
+/// every host behind the load balancer prices alike.
 pub async fn run_price_refresh(desk: Arc<OrderDesk>) {
+    let mut fetched = Instant::now();
     loop {
+        let follow = desk.shares_placement();
+        tokio::time::sleep(if follow {
+            FOLLOW_PRICES
+        } else {
+            Duration::from_secs(60)
+        })
+        .await;
+        if follow {
+            let task = {
+                let desk = desk.clone();
+                tokio::task::spawn_blocking(move || desk.adopt_stored_prices())
+            };
+            match task.await {
+                Ok(Ok(true)) => tracing::info!("took up the upstream prices another host fetched"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!("the stored upstream prices: {e}"),
+                Err(e) => tracing::error!("the stored price task failed: {e}"),
+            }
+        }
         let minutes = desk
             .reseller()
             .active()
             .config()
             .upstream
             .prices_refresh_minutes;
-        if minutes == 0 {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+        if minutes == 0 || fetched.elapsed() < Duration::from_secs(minutes.saturating_mul(60)) {
             continue;
         }
-        tokio::time::sleep(Duration::from_secs(minutes.saturating_mul(60))).await;
+        fetched = Instant::now();
         let task = {
             let desk = desk.clone();
             tokio::task::spawn_blocking(move || desk.refresh_prices())
@@ -231,6 +273,9 @@ pub async fn run_price_refresh(desk: Arc<OrderDesk>) {
         }
     }
 }
+
+/// How often a host sharing its database looks for prices another host stored.
+const FOLLOW_PRICES: Duration = Duration::from_secs(10);
 
 /// The paid orders, listed on a blocking thread; none (with the error logged) when that fails.
 async fn paid_orders(desk: &Arc<OrderDesk>) -> Vec<Order> {
