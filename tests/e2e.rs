@@ -4,6 +4,7 @@
 mod common;
 
 mod cli;
+mod console;
 mod hostile;
 mod life;
 mod orders;

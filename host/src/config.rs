@@ -115,6 +115,9 @@ pub struct Config {
     /// Events for the billing system.
     #[serde(default)]
     pub events: EventsConfig,
+    /// The operator console.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// The modules the partner resells.
     pub catalogue: CatalogueConfig,
     /// The plugin's pricing settings, passed to it as they are.
@@ -436,6 +439,45 @@ pub enum Lapse {
     Suspend,
     /// It is removed upstream.
     Remove,
+}
+
+/// `[console]`: the operator console under `/console/`. It is on when an API token or an
+/// operator password is configured; either signs in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// The operator password. Prefer `password_env`.
+    pub password: Option<Secret>,
+    /// The name of an environment variable holding it.
+    pub password_env: Option<String>,
+    /// Mark the session cookie `Secure`; by default, when the request came over TLS (a proxy's
+    /// `X-Forwarded-Proto: https`).
+    pub secure_cookie: Option<bool>,
+    /// How long a session lasts, in minutes.
+    pub session_minutes: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            password: None,
+            password_env: None,
+            secure_cookie: None,
+            session_minutes: 480,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// The operator password, if one is configured (and its variable set).
+    pub fn password(&self) -> Option<String> {
+        match (&self.password, &self.password_env) {
+            (Some(Secret(p)), _) => Some(p.clone()),
+            (None, Some(var)) => std::env::var(var).ok(),
+            (None, None) => None,
+        }
+        .filter(|p| !p.is_empty())
+    }
 }
 
 /// `[events]`: events for the billing system, delivered to a webhook and served at
@@ -821,6 +863,18 @@ impl Config {
                 return err("events.secret", &why);
             }
         }
+        if self.console.password.is_some() && self.console.password_env.is_some() {
+            return err(
+                "console.password",
+                &"set password or password_env, not both",
+            );
+        }
+        if self.console.password().is_some_and(|p| p.trim().len() < 12) {
+            return err("console.password", &"use at least 12 characters");
+        }
+        if !(1..=10_080).contains(&self.console.session_minutes) {
+            return err("console.session_minutes", &"expected 1 to 10080 (a week)");
+        }
         if self.events.timeout_ms == 0 {
             return err("events.timeout_ms", &"must be above 0");
         }
@@ -935,6 +989,11 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the operator console is on: an API token or an operator password is configured.
+    pub fn console_enabled(&self) -> bool {
+        self.api.token.is_some() || self.console.password().is_some()
+    }
+
     /// How paid orders are placed: the configured mode, or automatic exactly when an upstream
     /// is configured.
     pub fn order_mode(&self) -> OrderMode {
@@ -1027,7 +1086,7 @@ fn panel_path(path: &str) -> Result<(), &'static str> {
             "expected a path of plain segments (letters, digits, - _ . ~), e.g. /billing/ispmanager",
         );
     }
-    if matches!(segments.first(), Some(&"api" | &"order")) || segments.contains(&"order") {
+    if matches!(segments.first(), Some(&"api" | &"console")) || segments.contains(&"order") {
         return Err("/api and order pages are the host's own");
     }
     Ok(())

@@ -30,6 +30,14 @@ pub struct AppState {
     pub orders: Option<Arc<OrderDesk>>,
     /// How many Buys a client address and a licence may make.
     pub buy_limits: Arc<BuyLimits>,
+    /// The operator console's sessions.
+    pub console: Arc<crate::console::Console>,
+}
+
+impl FromRef<AppState> for Arc<crate::console::Console> {
+    fn from_ref(state: &AppState) -> Self {
+        state.console.clone()
+    }
 }
 
 /// Rate limits on Buy redirects, per client address and per licence (`orders.buys_per_…`), so
@@ -124,11 +132,13 @@ pub fn app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
     let limits = BuyLimits::new(&config.orders);
     router
         .nest("/api/v1", crate::api::routes::<AppState>())
+        .nest(crate::console::BASE, crate::console::routes::<AppState>())
         .fallback(not_found)
         .with_state(AppState {
             reseller,
             orders,
             buy_limits: Arc::new(limits),
+            console: Arc::new(crate::console::Console::new()),
         })
 }
 

@@ -22,6 +22,7 @@ pub mod capabilities;
 pub mod catalogue;
 pub mod check;
 pub mod config;
+pub mod console;
 pub mod convert;
 pub mod dates;
 pub mod http;

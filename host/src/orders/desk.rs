@@ -485,9 +485,14 @@ impl OrderDesk {
         let change = Change::by(actor)
             .with_service_id(service_id)
             .with_note("placed by an operator");
-        Ok(self
+        let order = self
             .orders
-            .transition(id, order.state, OrderState::Placed, change)?)
+            .transition(id, order.state, OrderState::Placed, change)?;
+        // Upstream knows when it expires.
+        Ok(match self.mode() {
+            OrderMode::Automatic => self.read_expiry(&order),
+            OrderMode::Manual => order,
+        })
     }
 
     /// Cancels an order that is not placed: unpaid, paid and waiting, or failed. Idempotent.
