@@ -121,7 +121,8 @@ const HOLD_RECHECK_MS: u64 = 30_000;
 /// The module's life while the server runs, each at its own pace (read from the configuration
 /// at each round): renewal-due and lapse events and the lapse policy, the status sync and the
 /// automatic reconciliation of doubts (automatic mode), the balance, unpaid orders that
-/// expire, and the outbox's housekeeping. Only the placer runs it.
+/// expire, and the outbox's housekeeping. Only the placer runs it; with several hosts on one
+/// database, each round of each task is claimed in the database by one of them.
 pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
     if !desk.is_placer() {
         return;
@@ -141,30 +142,34 @@ pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
             go
         };
         let automatic = config.order_mode() == OrderMode::Automatic;
-        let mut tasks: Vec<&'static str> = vec!["lifecycle"];
-        if automatic
-            && due(
-                &mut last,
-                "sync",
-                config.orders.sync_minutes.saturating_mul(60),
-            )
-        {
-            tasks.push("sync");
+        let pace = Duration::from_millis(config.orders.poll_ms.clamp(200, 60_000));
+        // Each task with how often it runs.
+        let mut tasks: Vec<(&'static str, Duration)> = vec![("lifecycle", pace)];
+        let sync_every = config.orders.sync_minutes.saturating_mul(60);
+        if automatic && due(&mut last, "sync", sync_every) {
+            tasks.push(("sync", Duration::from_secs(sync_every)));
         }
-        if automatic && due(&mut last, "doubts", config.orders.reconcile_after_s) {
-            tasks.push("doubts");
+        let doubts_every = config.orders.reconcile_after_s;
+        if automatic && due(&mut last, "doubts", doubts_every) {
+            tasks.push(("doubts", Duration::from_secs(doubts_every)));
         }
         let balance_every = config.upstream.balance_minutes.saturating_mul(60);
         if automatic && due(&mut last, "balance", balance_every) {
-            tasks.push("balance");
+            tasks.push(("balance", Duration::from_secs(balance_every)));
         }
-        for task in tasks {
+        for (task, every) in tasks {
             let desk = desk.clone();
-            let ran = tokio::task::spawn_blocking(move || match task {
-                "sync" => desk.sync_with_upstream(false).map(drop),
-                "doubts" => desk.sync_with_upstream(true).map(drop),
-                "balance" => desk.read_balance().map(drop),
-                _ => desk.lifecycle_pass().map(drop),
+            let ran = tokio::task::spawn_blocking(move || {
+                // Hosts sharing the database take turns: one of them runs each round.
+                if !desk.backend().claim_scheduled(task, every)? {
+                    return Ok(());
+                }
+                match task {
+                    "sync" => desk.sync_with_upstream(false).map(drop),
+                    "doubts" => desk.sync_with_upstream(true).map(drop),
+                    "balance" => desk.read_balance().map(drop),
+                    _ => desk.lifecycle_pass().map(drop),
+                }
             })
             .await;
             match ran {
@@ -173,10 +178,7 @@ pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
                 Err(e) => tracing::error!(task, "the scheduled task failed: {e}"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(
-            config.orders.poll_ms.clamp(200, 60_000),
-        ))
-        .await;
+        tokio::time::sleep(pace).await;
     }
 }
 

@@ -174,6 +174,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX orders_claims ON orders (lease_until_ms) WHERE state = 'placing';
     CREATE INDEX operations_claims ON operations (lease_until_ms)
         WHERE state IN ('pending', 'sending');",
+    // 3: scheduled tasks claimed per round, so that one host of several runs each round.
+    "CREATE TABLE scheduled_runs (
+        name     TEXT PRIMARY KEY,
+        next_ms  BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this host writes: the number of migration steps.
@@ -1370,6 +1375,28 @@ impl OrderStore for PgStore {
         Some(Duration::from_millis(
             u64::try_from(self.lease_ms).unwrap_or(u64::MAX),
         ))
+    }
+
+    /// One conditional upsert: the round is this host's if the task's next run is due (on the
+    /// database's clock) or it never ran. The next run is due a tenth early, so that hosts
+    /// pacing the task at `every` do not skip a round for a few milliseconds.
+    fn claim_scheduled(&self, name: &str, every: Duration) -> Result<bool, StoreError> {
+        let every_ms = i64::try_from(every.as_millis() / 10 * 9).unwrap_or(i64::MAX);
+        self.write(async |tx| {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "INSERT INTO scheduled_runs (name, next_ms) VALUES ($1, {DB_NOW} + $2)
+                         ON CONFLICT (name) DO UPDATE SET next_ms = excluded.next_ms
+                         WHERE scheduled_runs.next_ms <= {DB_NOW}
+                         RETURNING name"
+                    ),
+                    &[&name, &every_ms],
+                )
+                .await
+                .map_err(db)?;
+            Ok(row.is_some())
+        })
     }
 
     fn purge_abandoned(&self, before_ms: i64) -> Result<u64, StoreError> {

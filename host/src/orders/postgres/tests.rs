@@ -330,6 +330,40 @@ fn expired_claims_are_settled_by_another_host_and_never_resent() {
 }
 
 #[test]
+fn each_round_of_a_scheduled_task_is_run_by_one_host() {
+    let Some(url) = test_url("each_round_of_a_scheduled_task_is_run_by_one_host") else {
+        return;
+    };
+    let url = fresh_schema(&url);
+    let hosts: Vec<Arc<PgStore>> = (0..3).map(|_| Arc::new(open(&url))).collect();
+    let every = Duration::from_millis(600);
+    let race = || -> usize {
+        let barrier = Arc::new(Barrier::new(hosts.len()));
+        let handles: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let (h, barrier) = (Arc::clone(h), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    h.claim_scheduled("sync", every).expect("claim")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .filter(|won| *won)
+            .count()
+    };
+    assert_eq!(race(), 1, "the first round has one runner");
+    assert_eq!(race(), 0, "the round was run already");
+    // Another task is a round of its own.
+    assert!(hosts[1].claim_scheduled("balance", every).expect("claim"));
+    thread::sleep(every);
+    assert_eq!(race(), 1, "the next round has one runner");
+}
+
+#[test]
 fn leases_are_renewed_while_the_host_lives() {
     let Some(url) = test_url("leases_are_renewed_while_the_host_lives") else {
         return;
@@ -393,7 +427,7 @@ fn a_database_of_the_previous_version_is_upgraded() {
         // Back to version 1, with a placing order as version 1 wrote it (no claim).
         raw(
             &store,
-            "DROP INDEX orders_claims; DROP INDEX operations_claims;
+            "DROP TABLE scheduled_runs; DROP INDEX orders_claims; DROP INDEX operations_claims;
              ALTER TABLE orders DROP COLUMN claimed_by, DROP COLUMN lease_until_ms;
              ALTER TABLE operations DROP COLUMN claimed_by, DROP COLUMN lease_until_ms;
              UPDATE reseller_schema SET version = 1;
