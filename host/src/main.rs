@@ -245,6 +245,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(report.passed(), "{name}: a sample call faulted");
             Ok(())
         }
+        Command::Orders {
+            command:
+                OrdersCommand::Migrate {
+                    from,
+                    to,
+                    password_env,
+                },
+            ..
+        } => print_json(&cli::migrate(&from, &to, password_env.as_deref())?),
         Command::Orders { config, command } => {
             let desk = open_desk(config)?;
             print_json(&cli::orders(&desk, command)?)

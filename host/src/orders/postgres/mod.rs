@@ -31,7 +31,10 @@ use tokio_postgres::types::FromSql;
 use tokio_postgres::{NoTls, Row};
 
 mod events;
+mod import;
 mod operations;
+
+pub use import::Copied;
 
 use super::events::EventKind;
 use super::sqlite::now_ms;

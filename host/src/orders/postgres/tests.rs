@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 
 use super::*;
+use crate::orders::SqliteStore;
 use crate::orders::operation::{Began, NewOperation, OperationKind, OperationState};
 use crate::orders::store::conformance::{self, prices_of, stored_costs};
 use crate::orders::store::{EventStore, OperationStore};
@@ -580,4 +581,104 @@ fn urls_are_told_apart_and_redacted() {
     let err = PgStore::open(&PgOptions::new("postgres://u:secret@h/db?sslmode=bogus"))
         .expect_err("bad URL");
     assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[test]
+fn a_sqlite_database_is_migrated_whole() {
+    let Some(url) = test_url("a_sqlite_database_is_migrated_whole") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("orders.sqlite3");
+    let sqlite = SqliteStore::open(&file).expect("sqlite");
+    // A history as a partner's SQLite file holds one: every state, upstream calls, operations,
+    // events (some delivered), prices and a balance.
+    conformance::events_go_with_their_changes(&sqlite);
+    conformance::automatic_life_is_recorded(&sqlite);
+    conformance::retries_and_doubt_are_recorded(&sqlite);
+    conformance::operations_are_exclusive_and_keyed(&sqlite);
+    conformance::costs_are_replaced(&sqlite);
+    sqlite
+        .replace_upstream(&prices_of(&conformance::costs(&[
+            (55361, 1, 36_000),
+            (55361, 12, 360_000),
+        ])))
+        .expect("prices");
+    sqlite
+        .record_balance(&Money::from_units(12_345_000, "EUR").expect("money"))
+        .expect("balance");
+    let first = sqlite.events_after(0, 1).expect("events");
+    sqlite.delivered(first[0].id).expect("delivered");
+    // A placement cut short after its request was marked about to leave.
+    let cut = conformance::paid(&sqlite, "L-cut", 7);
+    sqlite.claim_for_placing(&cut.id).expect("claim");
+    sqlite
+        .mark_sending(&SendMarker::Placement(cut.id.clone()))
+        .expect("sending");
+
+    let target = fresh_schema(&url);
+    let pg = open(&target);
+    let copied = pg.import_sqlite(&file).expect("migrate");
+    let all = ListFilter {
+        limit: MAX_LIST_LIMIT,
+        ..ListFilter::default()
+    };
+    let orders = sqlite.list(&all).expect("list");
+    assert_eq!(copied.orders, orders.len() as u64);
+    assert!(copied.operations > 0 && copied.events > 1 && copied.upstream_calls > 0);
+    assert!(copied.balance && copied.upstream_costs > 0);
+    assert_eq!(pg.list(&all).expect("list"), orders);
+    for order in &orders {
+        assert_eq!(
+            pg.history(&order.id).expect("history"),
+            sqlite.history(&order.id).expect("history"),
+            "{}",
+            order.id
+        );
+        assert_eq!(
+            pg.operations(&order.id).expect("operations"),
+            sqlite.operations(&order.id).expect("operations")
+        );
+    }
+    assert_eq!(
+        pg.events_after(0, 1000).expect("events"),
+        sqlite.events_after(0, 1000).expect("events")
+    );
+    assert_eq!(pg.undelivered(), sqlite.undelivered());
+    assert_eq!(pg.upstream(), sqlite.upstream());
+    assert_eq!(pg.balance(), sqlite.balance());
+    assert_eq!(pg.counts(), sqlite.counts());
+
+    // New rows continue after the copied IDs.
+    let last_event = sqlite
+        .events_after(0, 1000)
+        .expect("events")
+        .last()
+        .map(|e| e.id);
+    let next = pg
+        .emit(EventKind::BalanceLow, None, serde_json::json!({}), None)
+        .expect("emit")
+        .expect("recorded");
+    assert!(Some(next) > last_event);
+    // The cut placement is settled on PostgreSQL as a restart would: in doubt, never re-sent.
+    let found = pg.recover_expired().expect("recover");
+    assert_eq!(
+        found.in_doubt.iter().map(|o| &o.id).collect::<Vec<_>>(),
+        [&cut.id]
+    );
+
+    // Once is enough: a database with orders is refused, and so is a file that is not there.
+    let again = pg.import_sqlite(&file).expect_err("migrated twice");
+    assert!(again.to_string().contains("empty"), "{again}");
+    let missing = open(&fresh_schema(&url))
+        .import_sqlite(&dir.path().join("none.sqlite3"))
+        .expect_err("no file");
+    assert!(missing.to_string().contains("not a file"), "{missing}");
+    // Nor while a host places from the file.
+    let placer = crate::orders::placer::Placer::for_database(&file);
+    placer.take().expect("lock");
+    let busy = open(&fresh_schema(&url))
+        .import_sqlite(&file)
+        .expect_err("a host places from it");
+    assert!(busy.to_string().contains("stop the hosts"), "{busy}");
 }
