@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod console;
 mod hostile;
+mod hosts;
 mod life;
 mod orders;
 mod pricelist;

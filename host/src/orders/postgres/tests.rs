@@ -3,6 +3,7 @@
 //! Without the variable the tests say they are skipped and pass, except under `CI=true`,
 //! where a missing database is a failure.
 
+use std::io::Write as _;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -21,7 +22,9 @@ fn test_url(test: &str) -> Option<String> {
             panic!("CI=true but RESELLER_TEST_POSTGRES is not set: the PostgreSQL tests must run")
         }
         _ => {
-            eprintln!(
+            // Straight to stderr, past the test harness's capture: a skip must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{test}: skipped: RESELLER_TEST_POSTGRES is not set (a postgres:// URL of a \
                  database whose role may create schemas; .ci/run sets one up)"
             );
