@@ -196,7 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "orders ready"
             );
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            rt.block_on(async move {
+            let served = rt.block_on(async move {
                 let listener = http::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -212,7 +212,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http::serve_router(listener, app, shutdown_signal())
                     .await
                     .context("the server failed")
-            })
+            });
+            // A placement or delivery under way gets a moment to finish; the event delivery
+            // thread never ends by itself, so dropping the runtime would wait forever.
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+            served
         }
         Command::Pricelist {
             config,
@@ -348,6 +352,9 @@ fn reload_on_hangup(reseller: Arc<Reseller>) {
     #[cfg(not(unix))]
     drop(reseller);
 }
+
+/// How long a stopping server waits for the work under way.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Completes on Ctrl-C or SIGTERM, so that requests in flight finish before the process ends.
 async fn shutdown_signal() {
