@@ -183,6 +183,80 @@ fn racing_hosts_claim_each_order_once() {
 }
 
 #[test]
+fn racing_hosts_deliver_each_event_once() {
+    let Some(url) = test_url("racing_hosts_deliver_each_event_once") else {
+        return;
+    };
+    let url = fresh_schema(&url);
+    let hosts: Vec<Arc<PgStore>> = (0..3).map(|_| Arc::new(open(&url))).collect();
+    let mut emitted = Vec::new();
+    for i in 0..90 {
+        let key = format!("balance.low:{i}");
+        let id = hosts[i % 3]
+            .emit(
+                EventKind::BalanceLow,
+                None,
+                serde_json::json!({ "i": i }),
+                Some(&key),
+            )
+            .expect("emit")
+            .expect("a new event");
+        emitted.push(id);
+    }
+    // Three deliverers on three hosts, each claiming small batches until nothing is due.
+    let now = now_ms();
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = hosts
+        .iter()
+        .map(|h| {
+            let (h, barrier) = (Arc::clone(h), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                let mut mine = Vec::new();
+                loop {
+                    let batch = h.claim_deliveries(now, 60_000, 4).expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    for event in batch {
+                        h.delivered(event.id).expect("delivered");
+                        mine.push(event.id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut delivered: Vec<i64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("thread"))
+        .collect();
+    delivered.sort_unstable();
+    assert_eq!(delivered, emitted, "each event delivered once, none left");
+    assert_eq!(hosts[1].undelivered().expect("undelivered"), (0, None));
+    // A claimed event is not claimed again before its lease runs out.
+    let id = hosts[0]
+        .emit(EventKind::BalanceLow, None, serde_json::json!({}), None)
+        .expect("emit")
+        .expect("new");
+    let now = now_ms();
+    let first = hosts[0].claim_deliveries(now, 60_000, 10).expect("claim");
+    assert_eq!(first.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        hosts[1]
+            .claim_deliveries(now + 1_000, 60_000, 10)
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        hosts[2]
+            .claim_deliveries(now + 61_000, 60_000, 10)
+            .expect("claim")
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn racing_identical_buys_create_one_order() {
     let Some(url) = test_url("racing_identical_buys_create_one_order") else {
         return;
