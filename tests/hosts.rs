@@ -273,3 +273,89 @@ fn three_hosts_place_each_order_once_through_a_killed_host() {
     );
     eprintln!("three hosts, one killed: {summary}");
 }
+
+#[test]
+fn a_sqlite_history_migrated_to_postgres_is_served_and_placed_from_there() {
+    let Some(url) =
+        postgres_url("a_sqlite_history_migrated_to_postgres_is_served_and_placed_from_there")
+    else {
+        return;
+    };
+    let database = fresh_schema(&url, "migrated");
+    let setup = Setup::new();
+    let sqlite = setup.config("");
+    let server = setup.start(&sqlite);
+    let api = Api::new(&server);
+    let placed = order_for(&server, "184431", "drweb-lite", 55361);
+    api.paid(&placed);
+    let before = api.settled(&placed);
+    assert_eq!(before["order"]["state"], "placed", "{before}");
+    let unpaid = order_for(&server, "184432", "drweb-pro", 55362);
+    drop(server);
+
+    let file = setup.dir.path().join("reseller-orders.sqlite3");
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["orders", "migrate", "--from"])
+        .arg(&file)
+        .args(["--to", &database])
+        .output()
+        .expect("run reseller");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["copied"]["orders"], 2, "{report}");
+    assert!(
+        report["copied"]["transitions"].as_u64() > Some(2),
+        "{report}"
+    );
+    assert!(
+        report["copied"]["upstream_calls"].as_u64() >= Some(1),
+        "{report}"
+    );
+    if let Some(password) = url::Url::parse(&database)
+        .expect("a URL")
+        .password()
+        .filter(|p| !p.is_empty())
+    {
+        assert!(!stdout.contains(&format!(":{password}@")), "{stdout}");
+    }
+    // Again: refused, the database is no longer empty.
+    let again = std::process::Command::new(crate::common::BIN)
+        .args(["orders", "migrate", "--from"])
+        .arg(&file)
+        .args(["--to", &database])
+        .output()
+        .expect("run reseller");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
+
+    // A host on PostgreSQL serves the history as it was, and places what is paid next.
+    let config = setup.config(&format!("database = \"{database}\"\n"));
+    let server = setup.start(&config);
+    let api = Api::new(&server);
+    let after = api.order(&placed);
+    for key in [
+        "id",
+        "state",
+        "upstream_service_id",
+        "expires_at",
+        "price",
+        "created_ms",
+    ] {
+        assert_eq!(after["order"][key], before["order"][key], "{key}: {after}");
+    }
+    // The whole history came along (a host may add its status sync after it).
+    let (was, is) = (
+        before["history"].as_array().expect("history"),
+        after["history"].as_array().expect("history"),
+    );
+    assert_eq!(is.get(..was.len()), Some(was.as_slice()), "{after}");
+    api.paid(&unpaid);
+    let now = api.settled(&unpaid);
+    assert_eq!(now["order"]["state"], "placed", "{now}");
+    assert_eq!(setup.count(PLACE), 2);
+}
