@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# HTTP load on loopback against four servers built from the same binary: the plugin path with
-# its rendered-answer cache and without it, the same logic compiled natively, and constant
-# bytes (the HTTP stack's ceiling). Reports requests per second, p50 and p99 latency, peak
-# memory, and the ratios.
+# HTTP load on loopback against five servers built from the same binary: the plugin path with
+# its rendered-answer cache and without it (the built-in protocol's price list rendered by the
+# host from the sandboxed policy's prices), the built-in protocol component loaded from its
+# file (a fresh sandboxed instance per request, uncached), the same logic compiled natively,
+# and constant bytes (the HTTP stack's ceiling). Reports requests per second, p50 and p99
+# latency, peak memory, and the ratios.
 #
 #   bash bench/http.sh            # 64 connections, 20 s each (needs wrk: apt-get install wrk)
 #   DURATION=5s CONNECTIONS=16 bash bench/http.sh
@@ -27,16 +29,18 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 bash bench/catalogue.sh 50 > "$work/catalogue.toml"
 printf '\n[plugin]\ncache_dir = "%s/cache"\n' "$work" >> "$work/catalogue.toml"
 sed 's/^listen = .*/&\nanswer_cache = 0/' "$work/catalogue.toml" > "$work/uncached.toml"
+protocol_wasm=$PWD/target/guest/wasm32-wasip2/guest/reseller_plugin.wasm
+sed "s|^\[plugin\]|&\npath = \"$protocol_wasm\"|" "$work/uncached.toml" > "$work/protocol.toml"
 query='/billmgr?func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml'
 
 kib() { awk -v k="$1" '$1 == k":" { print $2 }' "/proc/$2/status"; }
 ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.3f", v }'; }
 
 declare -A rps p50 p99 mem
-servers="plugin uncached native constant"
+servers="plugin uncached protocol native constant"
 for handler in $servers; do
   config="$work/catalogue.toml"; mode=$handler
-  if [ "$handler" = uncached ]; then config="$work/uncached.toml"; mode=plugin; fi
+  if [ "$handler" = uncached ] || [ "$handler" = protocol ]; then config="$work/$handler.toml"; mode=plugin; fi
   RUST_LOG=warn,reseller_host::http=info "$bin" serve --config "$config" --handler "$mode" \
     2> "$work/$handler.log" &
   pid=$!
@@ -55,7 +59,7 @@ for handler in $servers; do
   p99[$handler]=$(awk '$1 == "99%" { print $2 }' "$work/$handler.wrk" | ms)
   mem[$handler]="$idle $peak"
 done
-for h in uncached native constant; do
+for h in uncached protocol native constant; do
   cmp -s "$work/plugin.xml" "$work/$h.xml" || { echo "plugin and $h answers differ" >&2; exit 1; }
 done
 
@@ -71,6 +75,7 @@ ratio() { # $1 $2: servers
 }
 ratio plugin native
 ratio uncached native
+ratio protocol native
 ratio plugin constant
 ratio uncached constant
 read -r idle peak <<< "${mem[uncached]}"

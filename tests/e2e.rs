@@ -5,11 +5,15 @@ mod common;
 
 mod cli;
 mod console;
+mod hardening;
 mod hostile;
 mod hosts;
 mod life;
+mod native;
 mod orders;
+mod polyglot;
 mod pricelist;
 mod sandbox;
+mod shadow;
 mod swap;
 mod upstream;

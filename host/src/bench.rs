@@ -31,11 +31,35 @@ pub enum Handler {
     Constant,
 }
 
-/// The catalogue and settings the native logic prices, and the server whose turns it takes.
+/// The catalogue and settings the native logic prices, the prices it gave today, and the server
+/// whose turns it takes.
 struct Native {
     offers: Vec<Offer>,
     settings: String,
     reseller: Arc<Reseller>,
+    prices: std::sync::Mutex<Option<(model::Date, Arc<Vec<model::OfferPrices>>)>>,
+}
+
+impl Native {
+    /// The policy's prices for `today`: computed once per day, as the host keeps its policy's
+    /// answer, so that both servers render from prices at hand.
+    fn prices(
+        &self,
+        today: model::Date,
+    ) -> Result<Arc<Vec<model::OfferPrices>>, model::PricingError> {
+        let mut kept = self
+            .prices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((day, prices)) = &*kept
+            && *day == today
+        {
+            return Ok(prices.clone());
+        }
+        let prices = Arc::new(Markup::prices(&self.offers, &self.settings, today)?);
+        *kept = Some((today, prices.clone()));
+        Ok(prices)
+    }
 }
 
 /// The router for `handler`.
@@ -76,6 +100,7 @@ fn native_catalogue(config: &Config, reseller: Arc<Reseller>) -> Native {
         offers,
         settings,
         reseller,
+        prices: std::sync::Mutex::new(None),
     }
 }
 
@@ -107,8 +132,8 @@ pub fn native_offers(config: &Config) -> (Vec<Offer>, String) {
     (offers, snapshot.settings)
 }
 
-/// Like the plugin path: the query parsed the same way, one price list rendered per core at
-/// once, on a blocking thread; only the sandbox is missing.
+/// Like the plugin path: the query parsed the same way, the prices computed once a day, one
+/// price list rendered per core at once, on a blocking thread; only the sandbox is missing.
 async fn native_export(State(native): State<Arc<Native>>, RawQuery(query): RawQuery) -> Response {
     let query = query.unwrap_or_default();
     let params = Params::parse(&[query.as_bytes()]);
@@ -134,7 +159,7 @@ async fn native_export(State(native): State<Arc<Native>>, RawQuery(query): RawQu
             month: u8::from(day.month()),
             day: day.day(),
         };
-        let prices = Markup::prices(&native.offers, &native.settings, today)?;
+        let prices = native.prices(today)?;
         reseller_plugin::price_list(&native.offers, &prices, &q)
     })
     .await;

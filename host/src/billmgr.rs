@@ -11,6 +11,8 @@
 //!
 //! Messages never carry internals (paths, backtraces, secrets); echoed values are cut short.
 
+use std::borrow::Cow;
+
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use serde_json::json;
@@ -18,8 +20,33 @@ use serde_json::json;
 use crate::bindings::pricing::{Format, Query};
 
 /// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
+/// Characters XML cannot carry are replaced first (see [`xml_chars`]).
 fn text(s: &str) -> BytesText<'_> {
-    BytesText::from_escaped(quick_xml::escape::partial_escape(s))
+    use quick_xml::escape::partial_escape;
+    match xml_chars(s) {
+        Cow::Borrowed(s) => BytesText::from_escaped(partial_escape(s)),
+        Cow::Owned(s) => BytesText::from_escaped(partial_escape(&s).into_owned()),
+    }
+}
+
+/// Whether XML 1.0 can carry `c` at all, escaped or not: not the C0 controls other than tab,
+/// line feed and carriage return, nor U+FFFE and U+FFFF.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `s` with every character XML cannot carry replaced by U+FFFD, so that any input (a peer's
+/// parameter, a plugin's message) leaves the document well-formed.
+pub fn xml_chars(s: &str) -> Cow<'_, str> {
+    if s.chars().all(is_xml_char) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
 }
 
 /// Content type of XML answers.
@@ -241,6 +268,8 @@ impl BillmgrError {
     }
 
     fn xml(&self) -> Vec<u8> {
+        let object = xml_chars(&self.object);
+        let object = object.as_ref();
         let mut w = Writer::new(Vec::with_capacity(256));
         // Writing into a Vec cannot fail.
         let _ = (|| -> std::io::Result<()> {
@@ -249,18 +278,14 @@ impl BillmgrError {
                 let mut error = w
                     .create_element("error")
                     .with_attribute(("type", self.kind));
-                if !self.object.is_empty() {
-                    error = error.with_attribute(("object", self.object.as_str()));
+                if !object.is_empty() {
+                    error = error.with_attribute(("object", object));
                 }
                 error.write_inner_content(|w| {
-                    if !self.object.is_empty() {
+                    if !object.is_empty() {
                         w.create_element("param")
-                            .with_attributes([
-                                ("name", "object"),
-                                ("type", "msg"),
-                                ("msg", self.object.as_str()),
-                            ])
-                            .write_text_content(text(&self.object))?;
+                            .with_attributes([("name", "object"), ("type", "msg"), ("msg", object)])
+                            .write_text_content(text(object))?;
                     }
                     if let Some(value) = &self.value {
                         w.create_element("param")
@@ -391,6 +416,41 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["doc"]["error"]["$type"], "value");
         assert_eq!(v["doc"]["error"]["param"][1]["$"], "<soft & \"hard\">");
+    }
+
+    /// Parses `body` with two XML parsers, failing on anything not well-formed.
+    fn assert_well_formed(body: &[u8]) {
+        let text = std::str::from_utf8(body).expect("UTF-8");
+        roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        let mut reader = quick_xml::Reader::from_str(text);
+        loop {
+            match reader.read_event() {
+                Ok(Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{e}: {text:?}"),
+            }
+        }
+        assert!(text.chars().all(is_xml_char), "{text:?}");
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_replaced() {
+        for hostile in ["\0", "\u{1}", "\u{1b}[31m", "\u{FFFE}", "a\u{FFFF}b\u{8}"] {
+            let query = format!("itemtype=addition&pricelist={hostile}");
+            let e = params(&query).price_query().expect_err(&query);
+            let (_, body) = e.render(Format::Xml);
+            assert_well_formed(&body);
+            let text = String::from_utf8(body).expect("UTF-8");
+            assert!(text.contains('\u{FFFD}'), "{text:?}");
+            // The field name too, and the message a plugin may give.
+            let e = BillmgrError::value(hostile, hostile, hostile);
+            assert_well_formed(&e.render(Format::Xml).1);
+            let (_, json) = e.render(Format::Json);
+            let v: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+            assert_eq!(v["doc"]["error"]["$object"], hostile);
+        }
+        assert_eq!(xml_chars("tab\tnew\nline"), "tab\tnew\nline");
+        assert!(matches!(xml_chars("plain Щ 😀"), Cow::Borrowed(_)));
     }
 
     #[test]

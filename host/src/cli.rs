@@ -376,10 +376,18 @@ pub fn balance(desk: &OrderDesk, fresh: bool) -> anyhow::Result<Value> {
     Ok(json!({ "balance": balance }))
 }
 
+/// What a `prices` command prints.
+pub enum Printed {
+    /// A JSON answer.
+    Json(Value),
+    /// Catalogue entries, in TOML.
+    Toml(String),
+}
+
 /// Runs one `prices` command; `Import` answers TOML.
-pub fn prices(desk: &OrderDesk, command: PricesCommand) -> anyhow::Result<Result<Value, String>> {
+pub fn prices(desk: &OrderDesk, command: PricesCommand) -> anyhow::Result<Printed> {
     Ok(match command {
-        PricesCommand::Refresh => Ok(serde_json::to_value(desk.refresh_prices()?)?),
+        PricesCommand::Refresh => Printed::Json(serde_json::to_value(desk.refresh_prices()?)?),
         PricesCommand::Import { fetch } => {
             if fetch {
                 desk.refresh_prices()?;
@@ -388,7 +396,7 @@ pub fn prices(desk: &OrderDesk, command: PricesCommand) -> anyhow::Result<Result
                 anyhow::anyhow!("upstream's prices were never fetched: run with --fetch")
             })?;
             let active = desk.reseller().active();
-            Err(reseller_host::catalogue::import_entries(
+            Printed::Toml(reseller_host::catalogue::import_entries(
                 active.config(),
                 &upstream,
             ))

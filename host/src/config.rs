@@ -143,6 +143,25 @@ pub struct Server {
     pub paths: Vec<String>,
     /// The HTTP status of the panel's error documents.
     pub panel_errors: PanelErrors,
+    /// The `lang` values passed on to the plugin (compared ignoring case); any other is passed
+    /// as none, so that invented values cannot each become an answer of their own.
+    pub languages: Vec<String>,
+    /// The longest a peer may take to send a request's head, in milliseconds, counted from
+    /// when it connects or its previous answer was sent: also how long an idle connection is
+    /// kept open.
+    pub header_timeout_ms: u64,
+    /// The longest a peer may take to send a request's body, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// The largest body of an API request, in bytes.
+    pub max_api_body_bytes: usize,
+    /// The most connections served at once; past it, new connections wait until one closes.
+    pub max_connections: usize,
+    /// On SIGTERM or Ctrl-C, the longest to wait for open connections to finish, in
+    /// milliseconds; then they are closed.
+    pub shutdown_timeout_ms: u64,
+    /// A second address serving `/metrics`, `/healthz` and `/readyz` without a token; without
+    /// it, `/metrics` is served on `listen` behind the API token.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Server {
@@ -153,6 +172,13 @@ impl Default for Server {
             answer_cache: 256,
             paths: Vec::new(),
             panel_errors: PanelErrors::Billmanager,
+            languages: vec!["en".to_owned(), "ru".to_owned()],
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_api_body_bytes: 16_384,
+            max_connections: 512,
+            shutdown_timeout_ms: 10_000,
+            metrics_listen: None,
         }
     }
 }
@@ -192,6 +218,8 @@ pub struct PluginConfig {
     /// The pricing policy joined to a protocol component (the built-in one's, when
     /// `plugin.path` is absent). A whole plugin prices itself and takes none.
     pub policy: PolicyConfig,
+    /// A candidate pricing policy run beside the live one (shadow runs), when configured.
+    pub candidate: Option<CandidateConfig>,
 }
 
 impl Default for PluginConfig {
@@ -204,6 +232,7 @@ impl Default for PluginConfig {
             cache_dir: None,
             limits: Limits::default(),
             policy: PolicyConfig::default(),
+            candidate: None,
         }
     }
 }
@@ -228,6 +257,34 @@ impl Default for PolicyConfig {
             limits: Limits::for_policy(),
         }
     }
+}
+
+/// `[plugin.candidate]`: a pricing policy that prices a sample of what the live policy prices,
+/// off the serving path, for a report of where the two differ; never an answer to anyone
+/// ([`crate::shadow`]). `reseller shadow promote` makes it the live policy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// A component of the `pricing-policy` world.
+    pub path: PathBuf,
+    /// The SHA-256 the file must have (hex); a mismatch refuses to load it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Bounds on every call into the candidate (it runs one call at a time).
+    #[serde(default = "Limits::for_policy")]
+    pub limits: Limits,
+    /// The share of the live policy's answers the candidate prices too, in percent (0 to 100),
+    /// spread evenly; the first is always priced.
+    #[serde(default = "all_of_them")]
+    pub sample_percent: u8,
+    /// The candidate's own `[pricing]` settings, when its schema or values differ from the live
+    /// policy's; without it the candidate gets the live `[pricing]`.
+    #[serde(default)]
+    pub pricing: Option<toml::Table>,
+}
+
+fn all_of_them() -> u8 {
+    100
 }
 
 impl PluginConfig {
@@ -826,6 +883,22 @@ impl Config {
                 );
             }
         }
+        if let Some(candidate) = &self.plugin.candidate {
+            if let Err(bad) = candidate.limits.validate() {
+                return err(
+                    &format!("plugin.candidate.limits.{}", bad.key),
+                    &bad.message,
+                );
+            }
+            if let Some(pin) = &candidate.sha256
+                && !(pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return err("plugin.candidate.sha256", &"expected 64 hexadecimal digits");
+            }
+            if candidate.sample_percent > 100 {
+                return err("plugin.candidate.sample_percent", &"expected 0 to 100");
+            }
+        }
         let upstream = &self.upstream;
         if let Some(url) = &upstream.url {
             if let Err(why) = web_url(url) {
@@ -854,6 +927,7 @@ impl Config {
         {
             return err("api.token", &"use at least 16 characters");
         }
+        self.validate_server()?;
         self.validate_orders()?;
         if let Some(url) = &self.events.webhook_url {
             if let Err(why) = web_url(url) {
@@ -920,6 +994,47 @@ impl Config {
                 {
                     return err(&key("pattern"), &format!("not a regular expression: {e}"));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        let server = &self.server;
+        let err = |key: &str, message: &dyn fmt::Display| {
+            Err(ConfigError::new(
+                &self.source,
+                format!("server.{key}"),
+                message,
+            ))
+        };
+        for (key, ms) in [
+            ("header_timeout_ms", server.header_timeout_ms),
+            ("body_timeout_ms", server.body_timeout_ms),
+            ("shutdown_timeout_ms", server.shutdown_timeout_ms),
+        ] {
+            if !(1..=3_600_000).contains(&ms) {
+                return err(key, &"expected 1 to 3600000 (an hour)");
+            }
+        }
+        if server.max_connections == 0 {
+            return err("max_connections", &"expected at least 1");
+        }
+        if server.max_query_bytes == 0 {
+            return err("max_query_bytes", &"expected at least 1");
+        }
+        if server.max_api_body_bytes == 0 {
+            return err("max_api_body_bytes", &"expected at least 1");
+        }
+        for (i, lang) in server.languages.iter().enumerate() {
+            if lang.is_empty()
+                || lang.len() > 8
+                || !lang.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+            {
+                return err(
+                    &format!("languages[{i}]"),
+                    &"expected a language code such as en",
+                );
             }
         }
         Ok(())

@@ -20,6 +20,7 @@ use crate::orders::buy::{BuyRequest, checkout_url};
 use crate::orders::page::{FormField, OrderForm, error_page, order_page};
 use crate::orders::{DeskError, OrderDesk, OrderId};
 use crate::reseller::{ExportError, Reseller};
+use crate::serve::{BodyError, read_body};
 
 /// What every handler shares: the host and, when orders are kept, the order desk.
 #[derive(Clone)]
@@ -32,6 +33,19 @@ pub struct AppState {
     pub buy_limits: Arc<BuyLimits>,
     /// The operator console's sessions.
     pub console: Arc<crate::console::Console>,
+}
+
+impl AppState {
+    /// The state of every route over `reseller` and, when orders are kept, `orders`.
+    pub fn new(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> AppState {
+        let limits = BuyLimits::new(&reseller.active().config().orders);
+        AppState {
+            reseller,
+            orders,
+            buy_limits: Arc::new(limits),
+            console: Arc::new(crate::console::Console::new()),
+        }
+    }
 }
 
 impl FromRef<AppState> for Arc<crate::console::Console> {
@@ -59,16 +73,16 @@ impl BuyLimits {
     }
 
     /// Takes one Buy from the client's and the licence's allowance, or says which is spent.
-    fn check(&self, client: Option<IpAddr>, licence: &str) -> Result<(), String> {
+    fn check(&self, client: Option<IpAddr>, licence: &str) -> Result<(), Limited> {
         if let (Some(limiter), Some(ip)) = (&self.by_address, client)
             && limiter.check_key(&ip).is_err()
         {
-            return Err(format!("too many Buys from {ip}"));
+            return Err(Limited::Address(ip));
         }
         if let Some(limiter) = &self.by_licence
             && limiter.check_key(&licence.to_owned()).is_err()
         {
-            return Err(format!("too many Buys for licence {licence}"));
+            return Err(Limited::Licence(licence.to_owned()));
         }
         // Keep the tables bounded under many addresses and licences.
         for len in [
@@ -89,6 +103,15 @@ impl BuyLimits {
         }
         Ok(())
     }
+}
+
+/// Which Buy allowance is spent.
+#[derive(Debug, thiserror::Error)]
+enum Limited {
+    #[error("too many Buys from {0}")]
+    Address(IpAddr),
+    #[error("too many Buys for licence {0}")]
+    Licence(String),
 }
 
 impl FromRef<AppState> for Arc<Reseller> {
@@ -129,22 +152,20 @@ pub fn app(reseller: Arc<Reseller>, orders: Option<Arc<OrderDesk>>) -> Router {
     for page in order_pages {
         router = router.route(&page, get(order).post(order_update));
     }
-    let limits = BuyLimits::new(&config.orders);
     router
         .nest("/api/v1", crate::api::routes::<AppState>())
         .nest(crate::console::BASE, crate::console::routes::<AppState>())
+        .merge(crate::ops::routes::<AppState>())
         .fallback(not_found)
-        .with_state(AppState {
-            reseller,
-            orders,
-            buy_limits: Arc::new(limits),
-            console: Arc::new(crate::console::Console::new()),
-        })
+        .with_state(AppState::new(reseller, orders))
+        .route_layer(axum::middleware::from_fn(crate::ops::route_of))
+        .layer(axum::middleware::from_fn(crate::ops::count_request))
 }
 
-async fn not_found(State(state): State<AppState>) -> Response {
-    let style = state.reseller.active().config().server.panel_errors;
-    panel_error(&BillmgrError::not_found(), Format::Xml, style)
+/// A path that serves nothing: a plain 404 whatever `server.panel_errors` says, since no panel
+/// reads it (the panel's own paths answer BILLmanager's way).
+async fn not_found() -> Response {
+    answer_error(&BillmgrError::not_found(), Format::Xml)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes.
@@ -156,18 +177,14 @@ pub async fn serve(
     serve_router(listener, router(reseller), shutdown).await
 }
 
-/// Serves any `router` on `listener` until `shutdown` completes.
+/// Serves any `router` on `listener` until `shutdown` completes, within the default
+/// [`crate::serve::Limits`].
 pub async fn serve_router(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    crate::serve::serve(listener, router, crate::serve::Limits::default(), shutdown).await
 }
 
 /// Binds `addr`, logging the address actually bound (useful with port 0).
@@ -182,30 +199,56 @@ async fn billmgr(
     extensions: axum::http::Extensions,
     method: axum::http::Method,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    let server = state.reseller.active().config().server.clone();
-    let (max, style) = (server.max_query_bytes, server.panel_errors);
+    let (max, body_timeout_ms, style) = {
+        let active = state.reseller.active();
+        let server = &active.config().server;
+        (
+            server.max_query_bytes,
+            server.body_timeout_ms,
+            server.panel_errors,
+        )
+    };
+    // What HTTP itself refuses (size, time, method) keeps its status whatever
+    // `server.panel_errors` says, as a front server would answer it; the document is BILLmanager's.
     let query = query.unwrap_or_default();
     if query.len() > max {
-        return panel_error(&BillmgrError::too_long(max), Format::Xml, style);
+        return answer_error(&BillmgrError::too_long(max), Format::Xml);
     }
     let form = match method {
         axum::http::Method::GET | axum::http::Method::HEAD => Bytes::new(),
         axum::http::Method::POST => {
-            match axum::body::to_bytes(body, max.saturating_sub(query.len())).await {
+            let timeout = std::time::Duration::from_millis(body_timeout_ms);
+            match read_body(&headers, body, max.saturating_sub(query.len()), timeout).await {
                 Ok(form) => form,
-                Err(_) => return panel_error(&BillmgrError::too_long(max), Format::Xml, style),
+                Err(BodyError::TooLarge(_)) => {
+                    return answer_error(&BillmgrError::too_long(max), Format::Xml);
+                }
+                Err(e) => {
+                    let error = BillmgrError {
+                        status: if matches!(e, BodyError::TimedOut(_)) {
+                            408
+                        } else {
+                            400
+                        },
+                        kind: "value",
+                        object: "body".to_owned(),
+                        value: None,
+                        message: format!("The form was not read: {e}"),
+                    };
+                    return answer_error(&error, Format::Xml);
+                }
             }
         }
         _ => {
-            let mut response = panel_error(
+            let mut response = answer_error(
                 &BillmgrError {
                     status: 405,
                     ..BillmgrError::value("method", method.as_str(), "use GET or POST")
                 },
                 Format::Xml,
-                style,
             );
             response
                 .headers_mut()
@@ -301,7 +344,7 @@ async fn buy(state: AppState, client: Option<IpAddr>, params: &Params) -> Respon
         }
     };
     if let Err(limited) = state.buy_limits.check(client, &request.licence_id) {
-        desk.refused_buy("rate_limited", &limited, params.pairs());
+        desk.refused_buy("rate_limited", &limited.to_string(), params.pairs());
         let mut response = html(
             StatusCode::TOO_MANY_REQUESTS,
             error_page("Too many orders at once", "Please try again in a minute."),
@@ -700,15 +743,15 @@ mod tests {
         .expect("config");
         assert_eq!(config.server.panel_errors, PanelErrors::Billmanager);
         let host = Arc::new(Reseller::new(Runtime::new(), config).expect("reseller"));
-        for uri in [
-            "/billmgr?func=nope",
-            "/?func=pricelist.export&out=html",
-            "/elsewhere",
-        ] {
+        for uri in ["/billmgr?func=nope", "/?func=pricelist.export&out=html"] {
             let reply = send(app(host.clone(), None), get(uri)).await;
             assert_eq!(reply.status, StatusCode::OK, "{uri}");
             assert!(!xml_error(&reply.body).0.is_empty(), "{uri}");
         }
+        // A path no panel reads is a plain 404, still as a BILLmanager document.
+        let reply = send(app(host.clone(), None), get("/elsewhere")).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND);
+        assert_eq!(xml_error(&reply.body).1, "path");
         // The panel's query on every path a partner may register.
         for path in ["/", "/billmgr", "/manager/billmgr", "/billing/isp"] {
             let uri = format!(

@@ -27,9 +27,14 @@ pub mod convert;
 pub mod dates;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod money;
+pub mod native;
+pub mod ops;
 pub mod orders;
 pub mod reseller;
 pub mod runtime;
+pub mod serve;
+pub mod shadow;
 
 pub use reseller::{Active, ExportError, Reseller};

@@ -14,7 +14,7 @@ use reseller_host::config::Config;
 use reseller_host::convert::panel_query;
 use reseller_host::orders::{OrderDesk, worker};
 use reseller_host::runtime::Runtime;
-use reseller_host::{Reseller, check, http};
+use reseller_host::{Reseller, check, http, ops, serve};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -102,6 +102,12 @@ enum Command {
         #[command(subcommand)]
         command: PricesCommand,
     },
+    /// A candidate pricing policy (`[plugin.candidate]`) prices beside the live one on a running
+    /// server: its report, and its promotion to the live policy.
+    Shadow {
+        #[command(subcommand)]
+        command: ShadowCommand,
+    },
     /// Make a running server read its configuration again and swap in its plugin, without a
     /// restart (the same as sending it SIGHUP). The old plugin keeps serving if the new one
     /// fails to load or to pass its check.
@@ -112,6 +118,34 @@ enum Command {
         /// The server's base URL, instead of one derived from `server.listen`.
         #[arg(long, value_name = "URL")]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShadowCommand {
+    /// Print the running server's shadow report: what the candidate priced, where its prices
+    /// differ from the live policy's and by how much, its faults and limit hits.
+    Report {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Make the candidate the running server's live policy, swapped in as a reload is (the
+    /// configuration file is not edited: the answer says what to write there). Refused when
+    /// the candidate has not priced yet, or faulted or refused to, unless --force.
+    Promote {
+        /// The server's configuration: its `server.listen` and `api.token` are used.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The server's base URL, instead of one derived from `server.listen`.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Promote a candidate that faulted, refused, or has not priced yet.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -181,6 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "price list ready"
             );
             let addr = listen.unwrap_or(active.config().server.listen);
+            let limits = serve::Limits::of(&active.config().server);
+            let metrics_listen = active.config().server.metrics_listen;
             let database = active.config().order_database_shown();
             let mode = active.config().order_mode();
             drop(active);
@@ -204,17 +240,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::spawn(worker::run(desk.clone()));
                 tokio::spawn(worker::run_price_refresh(desk.clone()));
                 tokio::spawn(worker::run_lifecycle(desk.clone()));
-                tokio::spawn(worker::run_webhooks(desk.clone()));
+                worker::run_webhooks(desk.clone());
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                if let Some(addr) = metrics_listen {
+                    let mut stopped = stopped.clone();
+                    let served = ops::serve_metrics(
+                        addr,
+                        reseller.clone(),
+                        Some(desk.clone()),
+                        async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        },
+                    );
+                    tokio::spawn(async move {
+                        if let Err(e) = served.await {
+                            tracing::error!("cannot serve metrics on {addr}: {e}");
+                        }
+                    });
+                }
                 #[cfg(feature = "bench")]
                 let app = reseller_host::bench::router(reseller, Some(desk), handler);
                 #[cfg(not(feature = "bench"))]
                 let app = http::app(reseller, Some(desk));
-                http::serve_router(listener, app, shutdown_signal())
+                let shutdown = async move {
+                    shutdown_signal().await;
+                    let _ = stop.send(true);
+                };
+                serve::serve(listener, app, limits, shutdown)
                     .await
                     .context("the server failed")
             });
-            // A placement or delivery under way gets a moment to finish; the event delivery
-            // thread never ends by itself, so dropping the runtime would wait forever.
+            // A placement under way gets a moment to finish, not more: one stuck on upstream
+            // would hold the stop for as long as upstream takes.
             rt.shutdown_timeout(SHUTDOWN_GRACE);
             served
         }
@@ -269,53 +326,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Prices { config, command } => {
             let desk = open_desk(config)?;
             match cli::prices(&desk, command)? {
-                Ok(json) => print_json(&json),
-                Err(toml) => {
+                cli::Printed::Json(json) => print_json(&json),
+                cli::Printed::Toml(toml) => {
                     std::io::stdout().lock().write_all(toml.as_bytes())?;
                     Ok(())
                 }
             }
         }
+        Command::Shadow { command } => {
+            let (config, url, method, path, body) = match command {
+                ShadowCommand::Report { config, url } => {
+                    (config, url, reqwest::Method::GET, "/plugin/shadow", None)
+                }
+                ShadowCommand::Promote { config, url, force } => (
+                    config,
+                    url,
+                    reqwest::Method::POST,
+                    "/plugin/shadow/promote",
+                    Some(serde_json::json!({ "force": force })),
+                ),
+            };
+            let config = Config::from_file(&config)?;
+            let answer = reseller_host::api::client::call(
+                &config,
+                url.as_deref(),
+                method,
+                path,
+                body.as_ref(),
+            )?;
+            print_json(&answer)
+        }
         Command::Reload { config, url } => {
             let config = Config::from_file(&config)?;
-            let token = config
-                .api
-                .token
-                .as_ref()
-                .map(|t| t.0.as_str())
-                .context("api.token is not set: the server's API is off")?;
-            let url = url.unwrap_or_else(|| {
-                let mut addr = config.server.listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv6Addr::LOCALHOST.into());
-                    if config.server.listen.is_ipv4() {
-                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                    }
-                }
-                format!("http://{addr}")
-            });
-            let response = reqwest::blocking::Client::new()
-                .post(format!(
-                    "{}/api/v1/plugin/reload",
-                    url.trim_end_matches('/')
-                ))
-                .bearer_auth(token)
-                .send()
-                .with_context(|| format!("cannot reach the server at {url}"))?;
-            let status = response.status();
-            let body: serde_json::Value =
-                response.json().context("the server's answer is not JSON")?;
-            if status.is_success() {
-                writeln!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    serde_json::to_string_pretty(&body)?
-                )?;
-                Ok(())
-            } else {
-                let message = body["error"]["message"].as_str().unwrap_or("no message");
-                anyhow::bail!("the server refused the reload ({status}): {message}")
-            }
+            let answer = reseller_host::api::client::call(
+                &config,
+                url.as_deref(),
+                reqwest::Method::POST,
+                "/plugin/reload",
+                None,
+            )?;
+            print_json(&answer)
         }
     }
 }

@@ -6,22 +6,28 @@
 //! atomically; calls in flight finish on the one they started with, and a reload that fails
 //! leaves the old one serving.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, RwLock};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use lru::LruCache;
 
 use crate::bindings::catalogue::Snapshot;
 use crate::bindings::{pricing, types};
-use crate::capabilities::policy::PolicyLink;
+use crate::capabilities::policy::{Observer, PolicyLink};
 use crate::capabilities::upstream::http::HttpUpstream;
 use crate::capabilities::upstream::{NotConfigured, UpstreamClient, UpstreamPolicy};
 use crate::capabilities::{Grants, Role, calendar};
 use crate::catalogue::{self, Applied, UpstreamPrices};
-use crate::config::{Config, ConfigError, Source};
+use crate::config::{Config, ConfigError, PolicyConfig, Source};
 use crate::convert::{panel_query, pricing_message, snapshot};
-use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime, plugin_sha256};
+use crate::metrics;
+use crate::native::NativeProtocol;
+use crate::runtime::{Fault, LoadedPlugin, LoadedPolicy, Runtime};
+use crate::shadow::Shadow;
 
 /// The protocol built into the host, used when the configuration names no plugin.
 pub const BUILTIN_PROTOCOL: &[u8] = include_bytes!(env!("RESELLER_PLUGIN_WASM"));
@@ -46,12 +52,16 @@ pub struct Active {
     plugin: LoadedPlugin,
     grants: Grants,
     answers: AnswerCache,
+    shadow: Option<Arc<Shadow>>,
+    native: Option<NativeProtocol>,
+    rendered: std::sync::atomic::AtomicU64,
 }
 
-/// What identifies a price export's answer, given the catalogue and plugin in force.
+/// What identifies a price export's answer, given the catalogue and plugin in force: only what
+/// can change the document. The item type is always `addition` (the only one kept), and the
+/// language only when the plugin's answer depends on it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct AnswerKey {
-    itemtype: String,
     only_available: bool,
     pricelist: Option<u64>,
     json: bool,
@@ -64,46 +74,71 @@ struct AnswerKey {
 /// Sound because a plugin's price export is a function of the catalogue, the settings, the
 /// day and the query alone: it has no clock finer than the day, no randomness, no upstream and
 /// no state that outlives a call.
-/// Bounded twice: only queries for the whole list or a module of the catalogue are kept, and
-/// at most `capacity` of them (once full, new answers are computed but not kept).
+///
+/// Bounded twice. Only the panel's own queries are kept: modules (`itemtype=addition`), the
+/// whole list or a tariff of the catalogue, and a language of `server.languages` (any other is
+/// passed to the plugin as none), so a peer cannot invent keys. And at most `capacity`
+/// answers are kept, the least recently used making way for a new one.
 struct AnswerCache {
-    capacity: usize,
     tariffs: HashSet<u64>,
-    answers: RwLock<HashMap<AnswerKey, pricing::Document>>,
+    /// Whether the plugin's answer changes with `lang`: found when it loads, by rendering the
+    /// whole list in each configured language. When it does not, `lang` is no part of the key.
+    lang_matters: bool,
+    /// `None` when the cache is off (`server.answer_cache = 0`).
+    answers: Option<Mutex<LruCache<AnswerKey, pricing::Document>>>,
 }
 
 impl AnswerCache {
     fn new(capacity: usize, snapshot: &Snapshot) -> Self {
         AnswerCache {
-            capacity,
             tariffs: snapshot.offers.iter().map(|o| o.tariff_id).collect(),
-            answers: RwLock::default(),
+            lang_matters: true,
+            answers: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
         }
     }
 
     fn key(&self, q: &pricing::Query) -> Option<AnswerKey> {
         let known = q.pricelist.is_none_or(|id| self.tariffs.contains(&id));
-        let short = q.itemtype.len() <= 32 && q.lang.as_ref().is_none_or(|l| l.len() <= 8);
-        (self.capacity > 0 && known && short).then(|| AnswerKey {
-            itemtype: q.itemtype.clone(),
+        (self.answers.is_some() && known && q.itemtype == "addition").then(|| AnswerKey {
             only_available: q.only_available,
             pricelist: q.pricelist,
             json: matches!(q.format, pricing::Format::Json),
-            lang: q.lang.clone(),
+            lang: if self.lang_matters {
+                q.lang.clone()
+            } else {
+                None
+            },
             today: calendar::today(),
         })
     }
 
-    fn get(&self, key: &AnswerKey) -> Option<pricing::Document> {
-        self.answers.read().ok()?.get(key).cloned()
+    /// The answer kept for `key`; counted as a hit, and as a miss too when `miss` says so.
+    fn get(&self, key: &AnswerKey, miss: bool) -> Option<pricing::Document> {
+        let doc = lock(self.answers.as_ref()?).get(key).cloned();
+        if doc.is_some() || miss {
+            let outcome = if doc.is_some() { "hit" } else { "miss" };
+            metrics::global()
+                .answer_cache
+                .with_label_values(&[outcome])
+                .inc();
+        }
+        doc
     }
 
     fn put(&self, key: AnswerKey, doc: &pricing::Document) {
-        if let Ok(mut answers) = self.answers.write()
-            && answers.len() < self.capacity
-        {
-            answers.insert(key, doc.clone());
+        if let Some(answers) = &self.answers {
+            let mut answers = lock(answers);
+            answers.put(key, doc.clone());
+            metrics::global()
+                .answer_cache_entries
+                .set(i64::try_from(answers.len()).unwrap_or(i64::MAX));
         }
+    }
+
+    /// How many answers are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.answers.as_ref().map_or(0, |a| lock(a).len())
     }
 }
 
@@ -112,10 +147,12 @@ impl Active {
     /// export, so that a bad setting is refused before it serves.
     pub fn load(runtime: &Runtime, config: Config) -> Result<Active, ConfigError> {
         let plugin = load_plugin(runtime, &config)?;
+        let shadow = crate::shadow::start(runtime, &config, &plugin)?;
         let policy = match plugin.role() {
-            Role::Protocol => Some(Arc::new(PolicyLink::new(Arc::new(load_policy(
-                runtime, &config,
-            )?)))),
+            Role::Protocol => Some(Arc::new(
+                PolicyLink::new(Arc::new(load_policy(runtime, &config)?))
+                    .with_shadow(shadow.clone().map(|s| s as Arc<dyn Observer>)),
+            )),
             _ if config.plugin.policy.path.is_some() => {
                 return Err(ConfigError::new(
                     &config.source,
@@ -140,21 +177,87 @@ impl Active {
             policy,
         };
         let answers = AnswerCache::new(config.server.answer_cache, &grants.catalogue);
-        let active = Active {
+        let builtin = config.plugin.path.is_none() && plugin.role() == Role::Protocol;
+        let mut active = Active {
             config,
             plugin,
             grants,
             answers,
+            shadow,
+            native: None,
+            rendered: std::sync::atomic::AtomicU64::new(0),
         };
-        active.trial_export()?;
+        let trial = active.trial_export()?;
+        if builtin {
+            active.native = active.checked_native(&trial);
+        }
+        active.answers.lang_matters = active.lang_matters();
         Ok(active)
     }
 
+    /// Whether the plugin's whole price list changes with the configured languages.
+    fn lang_matters(&self) -> bool {
+        let render = |lang: Option<&String>| {
+            let query = pricing::Query {
+                lang: lang.cloned(),
+                ..panel_query(None, false)
+            };
+            self.plugin
+                .export_prices(&self.grants, &query)
+                .0
+                .ok()
+                .and_then(Result::ok)
+        };
+        let plain = render(None);
+        self.config
+            .server
+            .languages
+            .iter()
+            .any(|lang| render(Some(lang)) != plain)
+    }
+
+    /// `query` as the plugin gets it: a language not among `server.languages` is none.
+    fn served<'q>(&self, query: &'q pricing::Query) -> Cow<'q, pricing::Query> {
+        let Some(lang) = &query.lang else {
+            return Cow::Borrowed(query);
+        };
+        let known = self
+            .config
+            .server
+            .languages
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(lang));
+        match known {
+            Some(l) if l == lang => Cow::Borrowed(query),
+            known => Cow::Owned(pricing::Query {
+                lang: known.cloned(),
+                ..query.clone()
+            }),
+        }
+    }
+
+    /// The built-in protocol's price export compiled into the host, if it answers the trial
+    /// export byte for byte as the component did; otherwise the component keeps serving.
+    fn checked_native(&self, trial: &pricing::Document) -> Option<NativeProtocol> {
+        let link = self.grants.policy.as_ref()?;
+        let native = NativeProtocol::new(&self.grants.catalogue);
+        match native.export_prices(&self.grants.catalogue, link, &panel_query(None, false)) {
+            Ok(Ok(doc)) if doc == *trial => Some(native),
+            _ => {
+                tracing::error!(
+                    "the built-in protocol's native price export answers otherwise than its \
+                     component: the component serves every price export"
+                );
+                None
+            }
+        }
+    }
+
     /// Prices the whole catalogue once, so that a setting the plugin refuses never serves.
-    fn trial_export(&self) -> Result<(), ConfigError> {
+    fn trial_export(&self) -> Result<pricing::Document, ConfigError> {
         let source = &self.config.source;
         match self.export_prices(&panel_query(None, false)) {
-            Ok(_) => Ok(()),
+            Ok(doc) => Ok(doc),
             Err(ExportError::Pricing(types::PricingError::InvalidSettings(f))) => {
                 Err(ConfigError::new(source, f.field, f.message))
             }
@@ -189,34 +292,56 @@ impl Active {
         self.grants.policy.as_ref().map(|link| link.policy())
     }
 
+    /// The candidate policy's shadow runs, when `[plugin.candidate]` is configured.
+    pub fn shadow(&self) -> Option<&Arc<Shadow>> {
+        self.shadow.as_ref()
+    }
+
     /// What the plugin is granted.
     pub fn grants(&self) -> &Grants {
         &self.grants
     }
 
-    /// Answers a `pricelist.export` query through the plugin. Blocks while the plugin runs:
+    /// Answers a `pricelist.export` query through the plugin (the built-in protocol's is
+    /// rendered by the host, see [`crate::native`]). Blocks while the plugin or its policy runs:
     /// from async code, call it on a blocking thread.
     pub fn export_prices(&self, query: &pricing::Query) -> Result<pricing::Document, ExportError> {
-        let key = self.answers.key(query);
-        if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k)) {
+        let query = self.served(query);
+        let key = self.answers.key(&query);
+        if let Some(doc) = key.as_ref().and_then(|k| self.answers.get(k, true)) {
             return Ok(doc);
         }
-        let doc = self
-            .plugin
-            .export_prices(&self.grants, query)
-            .0?
-            .map_err(ExportError::Pricing)?;
+        self.rendered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let answer = match (&self.native, &self.grants.policy) {
+            (Some(native), Some(link)) => {
+                native.export_prices(&self.grants.catalogue, link, &query)?
+            }
+            _ => self.plugin.export_prices(&self.grants, &query).0?,
+        };
+        let doc = answer.map_err(ExportError::Pricing)?;
         if let Some(key) = key {
             self.answers.put(key, &doc);
         }
         Ok(doc)
     }
 
+    /// Price lists rendered (not answered from the rendered-answer cache), by the plugin or by
+    /// the host's native renderer of the built-in protocol, the load's trial export included.
+    pub fn rendered(&self) -> u64 {
+        self.rendered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the built-in protocol's price lists are rendered by the host ([`crate::native`]).
+    pub fn renders_natively(&self) -> bool {
+        self.native.is_some()
+    }
+
     /// The answer to `query` if it was rendered before: never blocks, never runs the plugin.
     pub fn cached_answer(&self, query: &pricing::Query) -> Option<pricing::Document> {
         self.answers
-            .key(query)
-            .and_then(|key| self.answers.get(&key))
+            .key(&self.served(query))
+            .and_then(|key| self.answers.get(&key, false))
     }
 }
 
@@ -280,6 +405,11 @@ impl Reseller {
     /// What `upstream` would make of the configuration in force, without applying it.
     pub fn preview_upstream(&self, upstream: &UpstreamPrices) -> Applied {
         catalogue::apply(&lock(&self.base), upstream)
+    }
+
+    /// The configuration in force as it was read, before upstream's prices are applied.
+    pub fn base_config(&self) -> Config {
+        lock(&self.base).clone()
     }
 
     /// What serves now. Hold the returned value for the length of one request.
@@ -356,7 +486,7 @@ fn upstream_client(config: &Config) -> Result<Arc<dyn UpstreamClient>, ConfigErr
 
 fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, ConfigError> {
     let plugin = &config.plugin;
-    let (name, bytes) = read_component(
+    let (name, bytes) = crate::runtime::read_component(
         config,
         "plugin",
         plugin.path.as_deref(),
@@ -370,7 +500,7 @@ fn load_plugin(runtime: &Runtime, config: &Config) -> Result<LoadedPlugin, Confi
 /// Loads the pricing policy `config` joins to a protocol: `[plugin.policy]`, or the built-in one.
 pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, ConfigError> {
     let policy = &config.plugin.policy;
-    let (name, bytes) = read_component(
+    let (name, bytes) = crate::runtime::read_component(
         config,
         "plugin.policy",
         policy.path.as_deref(),
@@ -381,40 +511,51 @@ pub fn load_policy(runtime: &Runtime, config: &Config) -> Result<LoadedPolicy, C
         .map_err(|e| ConfigError::new(&config.source, "plugin.policy.path", format!("{name}: {e}")))
 }
 
-/// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
-/// built-in one when no path is configured, with its name for logs.
-fn read_component(
-    config: &Config,
-    table: &str,
-    path: Option<&std::path::Path>,
-    sha256: Option<&str>,
-    builtin: (&str, &[u8]),
-) -> Result<(String, Vec<u8>), ConfigError> {
-    let source = &config.source;
-    let key_error =
-        |key: &str, message: String| ConfigError::new(source, format!("{table}.{key}"), message);
-    let (name, bytes) = match path {
-        None => (builtin.0.to_owned(), builtin.1.to_vec()),
-        Some(path) => {
-            let path = source.resolve(path);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| key_error("path", format!("cannot read {}: {e}", path.display())))?;
-            (path.display().to_string(), bytes)
+/// Why a candidate was not promoted.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    /// No candidate is configured.
+    #[error("no candidate policy is configured ([plugin.candidate])")]
+    NoCandidate,
+    /// What the candidate showed makes promoting it unsafe (override with `force`).
+    #[error("{0}; promote with force to do it anyway")]
+    Unfit(#[from] crate::shadow::Unfit),
+    /// The configuration with the candidate as the live policy did not load or pass its check:
+    /// the previous one keeps serving.
+    #[error(transparent)]
+    Refused(#[from] ConfigError),
+}
+
+impl Reseller {
+    /// Makes the candidate the live policy: `[plugin.policy]` takes the candidate's path, digest and
+    /// limits, `[pricing]` its settings when it has its own, and the candidate is removed. Swapped
+    /// in as any reload is (loaded and checked beside the configuration in force). Unless `force`,
+    /// refused when the candidate has not priced yet, or faulted or refused to price. The
+    /// configuration file is not edited. Returns the configuration now in force.
+    pub fn promote_candidate(&self, force: bool) -> Result<Config, PromoteError> {
+        let active = self.active();
+        let Some(shadow) = active.shadow() else {
+            return Err(PromoteError::NoCandidate);
+        };
+        if !force {
+            shadow.fit_for_promotion()?;
         }
-    };
-    if let Some(pin) = sha256 {
-        let actual = plugin_sha256(&bytes);
-        if !actual.eq_ignore_ascii_case(pin) {
-            return Err(key_error(
-                "sha256",
-                format!(
-                    "{name} has SHA-256 {actual}, not the pinned {}",
-                    pin.to_ascii_lowercase()
-                ),
-            ));
+        drop(active);
+        let mut config = self.base_config();
+        let Some(candidate) = config.plugin.candidate.take() else {
+            return Err(PromoteError::NoCandidate);
+        };
+        config.plugin.policy = PolicyConfig {
+            path: Some(candidate.path),
+            sha256: candidate.sha256,
+            limits: candidate.limits,
+        };
+        if let Some(pricing) = candidate.pricing {
+            config.pricing = pricing;
         }
+        let promoted = self.swap(config)?;
+        Ok(promoted.config().clone())
     }
-    Ok((name, bytes))
 }
 
 /// Identifies what the plugin prices, so that it may key caches on it.
@@ -423,4 +564,99 @@ fn catalogue_version(config: &Config) -> u64 {
     config.pricing_json().hash(&mut h);
     format!("{:?}", config.catalogue).hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pricelist: Option<u64>, lang: Option<&str>) -> pricing::Query {
+        pricing::Query {
+            lang: lang.map(str::to_owned),
+            ..panel_query(pricelist, true)
+        }
+    }
+
+    fn host(answer_cache: usize) -> Arc<Active> {
+        let mut config = Config::embedded().expect("defaults");
+        config.server.answer_cache = answer_cache;
+        Reseller::new(Runtime::new(), config)
+            .expect("host")
+            .active()
+    }
+
+    #[test]
+    fn invented_languages_neither_grow_the_cache_nor_evict_the_real_answer() {
+        // Four places: 300 keys of their own would have pushed the real answer out long ago.
+        let active = host(4);
+        assert!(
+            !active.answers.lang_matters,
+            "the built-in plugin's answer does not change with lang"
+        );
+        let real = active
+            .export_prices(&query(None, Some("en")))
+            .expect("price list");
+        let kept = active.answers.len();
+        for i in 0..300_u16 {
+            let lang: String = [b'a' + (i / 26 % 26) as u8, b'a' + (i % 26) as u8, b'q']
+                .iter()
+                .map(|b| char::from(*b))
+                .collect();
+            let doc = active
+                .export_prices(&query(None, Some(&lang)))
+                .expect("price list");
+            assert_eq!(doc, real, "{lang}");
+        }
+        assert_eq!(active.answers.len(), kept);
+        assert_eq!(active.cached_answer(&query(None, None)), Some(real.clone()));
+        assert_eq!(active.cached_answer(&query(None, Some("RU"))), Some(real));
+    }
+
+    #[test]
+    fn the_plugin_gets_only_configured_languages() {
+        let active = host(4);
+        let lang = |l: &str| active.served(&query(None, Some(l))).lang.clone();
+        assert_eq!(lang("ru"), Some("ru".to_owned()));
+        assert_eq!(lang("EN"), Some("en".to_owned()));
+        assert_eq!(lang("xx"), None);
+        assert!(matches!(
+            active.served(&query(None, None)),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn only_the_panels_queries_are_kept_and_the_least_recently_used_goes() {
+        let active = host(2);
+        let tariffs: Vec<u64> = active
+            .grants
+            .catalogue
+            .offers
+            .iter()
+            .map(|o| o.tariff_id)
+            .collect();
+        // The trial export at load and the language check took places: start afresh.
+        let (a, b, c) = (tariffs[0], tariffs[1], tariffs[2]);
+        for id in [a, b] {
+            active.export_prices(&query(Some(id), None)).expect("a");
+        }
+        assert!(active.cached_answer(&query(Some(a), None)).is_some());
+        active.export_prices(&query(Some(c), None)).expect("c");
+        assert_eq!(active.answers.len(), 2);
+        // `a` was used after `b`: `b` made way for `c`.
+        assert!(active.cached_answer(&query(Some(a), None)).is_some());
+        assert!(active.cached_answer(&query(Some(b), None)).is_none());
+        assert!(active.cached_answer(&query(Some(c), None)).is_some());
+        // Tariffs the catalogue does not have, and other item types, are answered, not kept.
+        active
+            .export_prices(&query(Some(999_999_999), None))
+            .expect("an empty list");
+        let soft = pricing::Query {
+            itemtype: "soft".to_owned(),
+            ..query(None, None)
+        };
+        assert!(active.export_prices(&soft).is_err());
+        assert!(active.cached_answer(&query(Some(a), None)).is_some());
+        assert!(active.cached_answer(&query(Some(c), None)).is_some());
+    }
 }

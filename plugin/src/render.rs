@@ -6,6 +6,8 @@
 //! JSON: the same tree under `{"doc": ..}`, an element's text under `"$"`, its attributes under
 //! `"$name"`; a single child is an object, repeated children an array.
 
+use std::borrow::Cow;
+
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use serde::Serialize;
@@ -13,8 +15,33 @@ use serde::Serialize;
 use crate::model::{Cost, Document, Money};
 
 /// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
+/// Characters XML cannot carry are replaced first (see [`xml_chars`]).
 fn text(s: &str) -> BytesText<'_> {
-    BytesText::from_escaped(quick_xml::escape::partial_escape(s))
+    use quick_xml::escape::partial_escape;
+    match xml_chars(s) {
+        Cow::Borrowed(s) => BytesText::from_escaped(partial_escape(s)),
+        Cow::Owned(s) => BytesText::from_escaped(partial_escape(&s).into_owned()),
+    }
+}
+
+/// Whether XML 1.0 can carry `c` at all, escaped or not: not the C0 controls other than tab,
+/// line feed and carriage return, nor U+FFFE and U+FFFF.
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// `s` with every character XML cannot carry replaced by U+FFFD: whatever the catalogue says,
+/// the document stays well-formed.
+pub fn xml_chars(s: &str) -> Cow<'_, str> {
+    if s.chars().all(is_xml_char) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
+                .collect(),
+        )
+    }
 }
 
 /// Content type of the XML form.
@@ -84,7 +111,7 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
                     .write_text_content(text(line.additionintname))?;
                 for (currency, periods) in line.by_currency() {
                     w.create_element("price")
-                        .with_attribute(("currency", currency))
+                        .with_attribute(("currency", xml_chars(currency).as_ref()))
                         .write_inner_content(|w| {
                             for (months, money) in &periods {
                                 let cost = Cost(money.units).to_string();
@@ -268,6 +295,36 @@ mod tests {
              </price><intname>drweb</intname><name>A &lt;b&gt; &amp; \"c\" — Защита</name>\
              </pricelist></doc>"
         );
+    }
+
+    #[test]
+    fn any_catalogue_text_renders_a_well_formed_document() {
+        let hostile = "\0\u{1}\u{1b}[0m\u{FFFE}\u{FFFF}<&>\"'\u{7f}\u{85}";
+        let mut l = line(1, hostile, &[(1, 10_000)]);
+        l.intname = hostile;
+        l.additionintname = hostile;
+        l.periods[0].1.currency = hostile.to_owned();
+        let body = xml(&[l.clone()]).body;
+        let text = std::str::from_utf8(&body).expect("UTF-8");
+        let mut reader = quick_xml::Reader::from_str(text);
+        loop {
+            match reader.read_event() {
+                Ok(Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{e}: {text:?}"),
+            }
+        }
+        assert!(text.chars().all(is_xml_char), "{text:?}");
+        // Five characters replaced in each of the four places; the rest kept, escaped.
+        assert_eq!(text.matches('\u{FFFD}').count(), 20, "{text:?}");
+        assert_eq!(
+            text.matches("[0m\u{FFFD}\u{FFFD}&lt;&amp;&gt;\"'\u{7f}\u{85}")
+                .count(),
+            3,
+            "{text:?}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&json(&[l]).body).expect("JSON");
+        assert_eq!(v["doc"]["pricelist"]["name"]["$"], hostile);
     }
 
     #[test]

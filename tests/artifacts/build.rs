@@ -1,7 +1,8 @@
 //! Builds the test plugins from source for `wasm32-wasip2` and tells this crate where they are.
 //!
-//! A plugin built on the built-in plugin's library (charm) builds apart: in one cargo run cargo
-//! would unify the library's features and export both plugins' symbols.
+//! The policies built on the built-in plugin's library (charm, the Rust example policy, the
+//! hostile policy) build apart: in one cargo run cargo would unify the library's features and
+//! export the protocol's symbols with theirs.
 
 fn main() {
     let root = guest_build::workspace_root();
@@ -11,6 +12,7 @@ fn main() {
             "plugin",
             "plugins",
             "tests/guests",
+            "examples/policy-rust",
             "wit",
             "Cargo.lock",
             "Cargo.toml",
@@ -29,6 +31,10 @@ fn main() {
     guest_build::build(
         &root,
         "guest-charm",
-        &[("reseller-charm", "RESELLER_CHARM_WASM")],
+        &[
+            ("reseller-charm", "RESELLER_CHARM_WASM"),
+            ("policy-rust", "RESELLER_POLICY_RUST_WASM"),
+            ("hostile-policy-guest", "RESELLER_HOSTILE_POLICY_WASM"),
+        ],
     );
 }

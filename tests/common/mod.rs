@@ -94,6 +94,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Waits for the server to exit by itself, and says how it ended.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for the server")
+    }
+
     /// The server's process ID.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::orders::{ACTOR, Empty, OrderPath};
-use super::{ApiError, ApiJson, ApiPath, ApiQuery, Desk, blocking};
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, Desk, blocking, parse_date};
 use crate::money::Months;
 use crate::orders::lifecycle::{Finding, Performed};
 use crate::orders::reconcile::Options;
@@ -42,13 +42,6 @@ where
         .route("/balance", get(balance))
         .route("/events", get(events))
         .route("/buys", get(buys))
-}
-
-/// A `YYYY-MM-DD` date from a request.
-pub(super) fn parse_date(text: &str) -> Result<time::Date, ApiError> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text.trim(), format)
-        .map_err(|_| ApiError::invalid_request(format!("`{text}` is not a date (YYYY-MM-DD)")))
 }
 
 /// The `Idempotency-Key` header, when given: the billing system's own name for the request

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -25,9 +24,20 @@ use crate::limits::Limit;
 use crate::orders::OrderDesk;
 use crate::reseller::{Active, Reseller};
 use crate::runtime::Harness;
+use crate::serve::{BodyError, read_body};
 
+pub mod client;
+mod json;
 mod lifecycle;
 mod orders;
+mod shadow;
+
+/// A `YYYY-MM-DD` date from a request.
+pub(super) fn parse_date(text: &str) -> Result<time::Date, ApiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(text.trim(), format)
+        .map_err(|_| ApiError::invalid_request(format!("`{text}` is not a date (YYYY-MM-DD)")))
+}
 
 /// An API error: HTTP status, stable code, message.
 #[derive(Debug)]
@@ -87,6 +97,7 @@ where
         .route("/plugin/reload", post(reload))
         .merge(orders::routes())
         .merge(lifecycle::routes())
+        .merge(shadow::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route")
         })
@@ -164,12 +175,16 @@ where
 }
 
 /// A JSON object body of the call's fields, whatever the content type says (`curl -d` sends
-/// form's); an empty body is `{}`. Unknown fields are refused by the target type.
+/// form's); an empty body is `{}`. Unknown fields are refused by the target type, and a key
+/// given twice anywhere in the body is refused by name. The body is bounded by
+/// `server.max_api_body_bytes` (a larger declared length is refused unread) and
+/// `server.body_timeout_ms`.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
+    Arc<Reseller>: FromRef<S>,
     T: DeserializeOwned,
 {
     type Rejection = ApiError;
@@ -177,19 +192,39 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let invalid =
             |message: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| invalid(format!("the request body cannot be read: {e}")))?;
-        let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| invalid(format!("the request body is not JSON: {e}")))?
+        let (max, timeout) = {
+            let active = Arc::<Reseller>::from_ref(state).active();
+            let server = &active.config().server;
+            (
+                server.max_api_body_bytes,
+                std::time::Duration::from_millis(server.body_timeout_ms),
+            )
         };
-        if !value.is_object() {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(&parts.headers, body, max, timeout)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(_) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("{e} (server.max_api_body_bytes)"),
+                ),
+                BodyError::TimedOut(_) => {
+                    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", e.to_string())
+                }
+                BodyError::Failed(_) => invalid(e.to_string()),
+            })?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(invalid("the request body must be a JSON object".to_owned()));
         }
-        serde_json::from_value(value)
+        json::unique_keys(text)
+            .map_err(|e| invalid(format!("the request body is not JSON: {e}")))?;
+        serde_json::from_slice(text)
             .map(ApiJson)
             .map_err(|e| invalid(format!("the request body is not what this call takes: {e}")))
     }
@@ -266,6 +301,7 @@ pub fn describe(active: &Active) -> Value {
     json!({
         "plugin": component(plugin),
         "policy": active.policy().map(|p| component(p)),
+        "candidate": active.shadow().map(|s| component(s.candidate())),
         "modules": active.config().catalogue.modules.len(),
         "stats": {"calls": stats.calls(), "faults": stats.faults()},
     })

@@ -91,11 +91,7 @@ async fn list(Desk(desk): Desk, ApiQuery(q): ApiQuery<ListQuery>) -> Result<Json
             .map_err(|e| ApiError::invalid_request(e.to_string()))?,
         licence_id: q.licence,
         tariff_id: q.tariff,
-        expires_by: q
-            .expires_by
-            .as_deref()
-            .map(super::lifecycle::parse_date)
-            .transpose()?,
+        expires_by: q.expires_by.as_deref().map(super::parse_date).transpose()?,
         offset: q.offset.unwrap_or(0),
         created_from_ms: None,
         created_to_ms: None,

@@ -6,6 +6,8 @@
 //! function of the offers, the settings and the day, so its answers are kept: the policy runs
 //! once per catalogue version and day, whatever the number of price lists rendered. A policy
 //! that fails (a trap, a limit) fails the protocol's call with that fault, blamed on the policy.
+//! Every answer the protocol gets is also offered to the candidate policy's shadow runs, when
+//! one is configured (an [`Observer`]: the shadow runs of `crate::shadow`).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -26,14 +28,20 @@ pub type Priced = Result<Vec<OfferPrices>, PricingError>;
 /// a few more (another day, a query that priced a subset).
 const KEPT: usize = 4;
 
+/// What watches a live policy's answers: a candidate's shadow runs.
+pub trait Observer: Send + Sync {
+    /// The policy answered `live` to `offers` with `settings` on `today`. Must not block.
+    fn offer(&self, offers: &[Offer], settings: &str, today: Date, live: &[OfferPrices]);
+}
+
 /// A policy component joined to a protocol, and the answers it gave.
 pub struct PolicyLink {
     policy: Arc<LoadedPolicy>,
-    kept: Mutex<Vec<(Input, Priced)>>,
+    kept: Mutex<Vec<(Input, Arc<Priced>)>>,
+    shadow: Option<Arc<dyn Observer>>,
 }
 
 /// What a policy prices.
-#[derive(Clone, PartialEq)]
 struct Input {
     offers: Vec<Offer>,
     settings: String,
@@ -46,7 +54,13 @@ impl PolicyLink {
         PolicyLink {
             policy,
             kept: Mutex::new(Vec::new()),
+            shadow: None,
         }
+    }
+
+    /// The same, offering every answer of the policy to `shadow` (a candidate's shadow runs).
+    pub fn with_shadow(self, shadow: Option<Arc<dyn Observer>>) -> Self {
+        PolicyLink { shadow, ..self }
     }
 
     /// The joined policy.
@@ -62,27 +76,46 @@ impl PolicyLink {
         settings: String,
         today: Date,
     ) -> Result<Priced, Fault> {
-        let input = Input {
-            offers,
-            settings,
-            today,
+        self.price_shared(&offers, &settings, today)
+            .map(|priced| (*priced).clone())
+    }
+
+    /// The same, without copying the input unless the policy runs, and sharing the answer.
+    pub fn price_shared(
+        &self,
+        offers: &[Offer],
+        settings: &str,
+        today: Date,
+    ) -> Result<Arc<Priced>, Fault> {
+        let kept = self
+            .lock()
+            .iter()
+            .find(|(i, _)| i.today == today && i.settings == settings && i.offers == offers)
+            .map(|(_, priced)| priced.clone());
+        let priced = match kept {
+            Some(priced) => priced,
+            None => {
+                let priced = Arc::new(self.policy.price(offers, settings, today).0?);
+                let input = Input {
+                    offers: offers.to_vec(),
+                    settings: settings.to_owned(),
+                    today,
+                };
+                let mut kept = self.lock();
+                if kept.len() >= KEPT {
+                    drop(kept.remove(0));
+                }
+                kept.push((input, priced.clone()));
+                priced
+            }
         };
-        if let Some((_, priced)) = self.lock().iter().find(|(i, _)| *i == input) {
-            return Ok(priced.clone());
+        if let (Some(shadow), Ok(prices)) = (&self.shadow, &*priced) {
+            shadow.offer(offers, settings, today, prices);
         }
-        let priced = self
-            .policy
-            .price(&input.offers, &input.settings, input.today)
-            .0?;
-        let mut kept = self.lock();
-        if kept.len() >= KEPT {
-            drop(kept.remove(0));
-        }
-        kept.push((input, priced.clone()));
         Ok(priced)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Priced)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Input, Arc<Priced>)>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

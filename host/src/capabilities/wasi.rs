@@ -101,11 +101,29 @@ pub fn stub_http(
     engine: &Engine,
     component: &Component,
 ) -> wasmtime::Result<()> {
-    for (name, item) in component.component_type().imports(engine) {
+    let ty = component.component_type();
+    let imports: Vec<_> = ty.imports(engine).collect();
+    // A resource type is defined once, by the interface that declares it: `wasi:http/types`
+    // uses `wasi:io`'s streams and pollable, which WASI's own linking provides, and a stand-in
+    // defined again there would be another type.
+    let mut defined: Vec<ResourceType> = imports
+        .iter()
+        .filter(|(name, _)| !name.starts_with("wasi:http/"))
+        .filter_map(|(_, item)| match &item.ty {
+            ComponentItem::ComponentInstance(instance) => Some(instance.exports(engine)),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|(_, item)| match item.ty {
+            ComponentItem::Resource(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    for (name, item) in &imports {
         if !name.starts_with("wasi:http/") {
             continue;
         }
-        let ComponentItem::ComponentInstance(instance) = item.ty else {
+        let ComponentItem::ComponentInstance(instance) = &item.ty else {
             continue;
         };
         let mut stub = linker.instance(name)?;
@@ -117,7 +135,8 @@ pub fn stub_http(
                         bail!("{what}: a plugin may not make HTTP requests")
                     })?;
                 }
-                ComponentItem::Resource(_) => {
+                ComponentItem::Resource(ty) if !defined.contains(&ty) => {
+                    defined.push(ty);
                     stub.resource(export, ResourceType::host::<()>(), |_, _| Ok(()))?;
                 }
                 _ => {}

@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::session::{CSRF_REFUSED, Console, Operator, over_tls, set_cookie};
+use super::session::{CSRF_REFUSED, Console, NoOperator, Operator, over_tls, set_cookie};
 use super::{BASE, page, to};
 use crate::billmgr::Params;
 use crate::convert::panel_query;
@@ -86,6 +86,25 @@ pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
             back: format!("{BASE}/"),
         },
     )
+}
+
+/// A request without an operator: the sign-in, or why not.
+impl IntoResponse for NoOperator {
+    fn into_response(self) -> Response {
+        match self {
+            NoOperator::Off => message(
+                StatusCode::NOT_FOUND,
+                "The console is off",
+                "Configure api.token or console.password to use it.",
+            ),
+            NoOperator::SignIn => to("/signin"),
+            NoOperator::Refused => message(
+                StatusCode::UNAUTHORIZED,
+                "Sign in first",
+                "This needs a console session.",
+            ),
+        }
+    }
 }
 
 pub(super) fn not_found() -> Response {
@@ -169,7 +188,7 @@ struct SigninPage {
 
 pub(super) async fn signin_form(State(reseller): State<Arc<Reseller>>) -> Response {
     if !reseller.active().config().console_enabled() {
-        return super::session::NoOperator::Off.into_response();
+        return NoOperator::Off.into_response();
     }
     render(
         StatusCode::OK,
@@ -189,7 +208,7 @@ pub(super) async fn signin(
     let active = reseller.active();
     let config = active.config();
     if !config.console_enabled() {
-        return super::session::NoOperator::Off.into_response();
+        return NoOperator::Off.into_response();
     }
     let client = extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -991,6 +1010,10 @@ fn plugin_page(op: &Operator, reseller: &Reseller, desk: Option<&OrderDesk>) -> 
     if let Some(policy) = active.policy() {
         components.push(component("Pricing policy", policy));
     }
+    let shadow = active.shadow().map(|shadow| {
+        components.push(component("Candidate policy", shadow.candidate()));
+        serde_json::to_string_pretty(&shadow.report()).unwrap_or_default()
+    });
     let config = active.config();
     PluginPage {
         f: Frame::new("Plugin", "plugin", Some(op)).with_doubts(desk),
@@ -1001,7 +1024,7 @@ fn plugin_page(op: &Operator, reseller: &Reseller, desk: Option<&OrderDesk>) -> 
             n => format!("up to {n} rendered price lists"),
         },
         source: config.source.name(),
-        shadow: String::new(),
+        shadow: shadow.unwrap_or_default(),
     }
 }
 
@@ -1068,6 +1091,8 @@ struct PriceRow {
     cost: String,
     price: String,
     margin: String,
+    /// The candidate policy's price, by its last shadow run; empty without a candidate.
+    candidate: String,
 }
 
 #[derive(Template)]
@@ -1076,6 +1101,8 @@ struct PricesPage {
     f: Frame,
     rows: Vec<PriceRow>,
     balance: String,
+    /// A candidate policy is configured: its column is shown.
+    candidate: bool,
 }
 
 /// The prices page, with `said` (what an action did) on it.
@@ -1104,6 +1131,30 @@ async fn prices_page(
         let active = task.active();
         let config = active.config();
         let doc = active.export_prices(&panel_query(None, false));
+        // The candidate's prices where its last shadow run differed; the live ones elsewhere.
+        let compared = active.shadow().map(|s| s.last_comparison());
+        let candidate_price = |tariff: u64, months: Months, live: &str| match &compared {
+            None => String::new(),
+            Some(None) => "not compared yet".to_owned(),
+            Some(Some(c)) => match c
+                .differences
+                .iter()
+                .find(|d| d.tariff_id == tariff && d.months == months.get())
+            {
+                None => format!("{live} (same)"),
+                Some(d) => match (&d.candidate, d.by_how_much()) {
+                    (Some(m), Some((delta, _))) => format!(
+                        "{} {} ({delta:+})",
+                        rust_decimal::Decimal::new(m.units, 4),
+                        m.currency
+                    ),
+                    (Some(m), None) => {
+                        format!("{} {}", rust_decimal::Decimal::new(m.units, 4), m.currency)
+                    }
+                    (None, _) => "not offered".to_owned(),
+                },
+            },
+        };
         let mut rows = Vec::new();
         let mut problem = None;
         match doc {
@@ -1128,6 +1179,7 @@ async fn prices_page(
                             tariff,
                             period: self::months(months),
                             cost: format!("{cost} {currency}"),
+                            candidate: candidate_price(tariff, months, &price.to_string()),
                             price: price.to_string(),
                             margin,
                         });
@@ -1147,10 +1199,10 @@ async fn prices_page(
             Some(Err(e)) => format!("unknown: {e}"),
             None => "no orders are kept here".to_owned(),
         };
-        (rows, balance, problem)
+        (rows, balance, problem, compared.is_some())
     })
     .await;
-    let (rows, balance, problem) = match built {
+    let (rows, balance, problem, candidate) = match built {
         Ok(b) => b,
         Err(e) => {
             tracing::error!("the prices page task failed: {e}");
@@ -1164,7 +1216,15 @@ async fn prices_page(
     let mut f = Frame::new("Prices", "prices", Some(&op)).with_doubts(desk.as_deref());
     f.problem = problem;
     f.notice = said;
-    render(StatusCode::OK, &PricesPage { f, rows, balance })
+    render(
+        StatusCode::OK,
+        &PricesPage {
+            f,
+            rows,
+            balance,
+            candidate,
+        },
+    )
 }
 
 /// A reconciliation's report as the page shows it.

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use super::BASE;
@@ -187,24 +186,6 @@ pub enum NoOperator {
     SignIn,
     /// Not signed in, and not a page to be sent to the sign-in from.
     Refused,
-}
-
-impl IntoResponse for NoOperator {
-    fn into_response(self) -> Response {
-        match self {
-            NoOperator::Off => super::pages::message(
-                StatusCode::NOT_FOUND,
-                "The console is off",
-                "Configure api.token or console.password to use it.",
-            ),
-            NoOperator::SignIn => super::to("/signin"),
-            NoOperator::Refused => super::pages::message(
-                StatusCode::UNAUTHORIZED,
-                "Sign in first",
-                "This needs a console session.",
-            ),
-        }
-    }
 }
 
 impl<S> FromRequestParts<S> for Operator

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk, UpstreamOutcome};
 use super::events::EventKind;
+use super::{DeskError, OrderDesk, UpstreamOutcome};
 use super::{Order, placement};
 use crate::convert::order_error_message;
 use crate::money::{Amount, Money};
@@ -62,6 +62,8 @@ impl OrderDesk {
             Err(fault) => return Err(DeskError::from_fault(fault)),
         };
         self.backend().record_balance(&money)?;
+        crate::metrics::global()
+            .partner_balance(&money, time::OffsetDateTime::now_utc().unix_timestamp());
         let balance = self
             .stored_balance()?
             .ok_or_else(|| DeskError::Internal("the balance just kept is gone".to_owned()))?;

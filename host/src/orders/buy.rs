@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{Created, DeskError, NewOrder, Order, OrderFields, OrderStore};
+use super::{
+    Change, Created, DeskError, NewOrder, Order, OrderFields, OrderId, OrderState, OrderStore,
+};
 use crate::convert::panel_query;
 use crate::money::{Amount, Currency, Money, Months};
 use crate::reseller::Active;
@@ -190,6 +192,10 @@ impl BuyStats {
             .collect();
         tracing::warn!(reason, params = %raw.join("&"), "Buy refused: {detail}");
         self.with(|c| *c.refused.entry(reason.to_owned()).or_default() += 1);
+        crate::metrics::global()
+            .buys
+            .with_label_values(&["refused", reason])
+            .inc();
     }
 
     /// Counts what a recorded Buy found.
@@ -199,6 +205,87 @@ impl BuyStats {
             c.module_mismatch += u64::from(mismatch);
             c.other_region += u64::from(other_region);
         });
+        let reason = match (mismatch, other_region) {
+            (true, _) => "module_mismatch",
+            (false, true) => "other_region",
+            (false, false) => "",
+        };
+        crate::metrics::global()
+            .buys
+            .with_label_values(&["accepted", reason])
+            .inc();
+    }
+}
+
+impl super::OrderDesk {
+    /// Changes what an unpaid order asks for: its period (re-priced from the price list) and
+    /// its module's order fields (checked against the catalogue). Order fields may also be
+    /// given while the order is paid and waits for them.
+    pub fn set_details(
+        &self,
+        id: &OrderId,
+        period: Option<Months>,
+        fields: Option<&[(String, String)]>,
+        actor: &str,
+    ) -> Result<Order, DeskError> {
+        let order = self.backend().get(id)?;
+        let active = self.reseller().active();
+        let config = active.config();
+        let module = config.module(order.tariff_id).ok_or_else(|| {
+            DeskError::Unavailable(format!(
+                "tariff {} is no longer in the catalogue",
+                order.tariff_id
+            ))
+        })?;
+        let mut amendment = super::Amendment::default();
+        let mut notes = Vec::new();
+        if let Some(months) = period.filter(|m| *m != order.period) {
+            if order.state != OrderState::New {
+                return Err(DeskError::Conflict {
+                    state: order.state,
+                    message: "the period of a paid order cannot change".to_owned(),
+                });
+            }
+            let doc = active
+                .export_prices(&panel_query(Some(order.tariff_id), true))
+                .map_err(|e| DeskError::Unavailable(format!("the price list: {e}")))?;
+            let price = price_in_list(&doc.body, order.tariff_id, months).ok_or_else(|| {
+                DeskError::Invalid(format!(
+                    "period: {} is not sold for {months} month(s)",
+                    module.name
+                ))
+            })?;
+            notes.push(format!("period {months} month(s) at {price}"));
+            amendment.period = Some(months);
+            amendment.price = Some(price);
+        }
+        if let Some(given) = fields {
+            if !matches!(order.state, OrderState::New | OrderState::Paid) {
+                return Err(DeskError::Conflict {
+                    state: order.state,
+                    message: format!(
+                        "the order fields of an order that is {} cannot change",
+                        order.state
+                    ),
+                });
+            }
+            let mut merged = order.fields.clone();
+            merged.extend(order_fields(module, given)?);
+            notes.push(format!(
+                "order fields {}",
+                merged.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            amendment.fields = Some(merged);
+        }
+        if amendment == super::Amendment::default() {
+            return Ok(order);
+        }
+        let change = Change::by(actor).with_note(notes.join("; "));
+        let order = self.backend().amend(id, order.state, &amendment, change)?;
+        if order.state == OrderState::Paid {
+            self.wake_worker();
+        }
+        Ok(order)
     }
 }
 

@@ -13,108 +13,18 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::buy::BuyRequest;
-use super::operation::{OperationKind, OperationState};
 use super::placement::{self, Attempt};
-use super::placer::{Placer, PlacerError};
+use super::placer::Placer;
 use super::postgres::PgOptions;
-use super::prices::{self, PriceRefresh, RefreshError};
+use super::prices::{self, PriceRefresh};
 use super::store::{Backend, Interrupted};
 use super::{
-    Change, Created, HistoryEntry, ListFilter, Order, OrderId, OrderState, PgStore, SqliteStore,
-    StoreError,
+    Change, Created, DeskError, HistoryEntry, ListFilter, Order, OrderId, OrderState, PgStore,
+    SqliteStore, StoreError,
 };
-use crate::config::{Config, ConfigError, OrderMode};
+use crate::config::{Config, OrderMode};
 use crate::reseller::Reseller;
-use crate::runtime::{Fault, Runtime};
-
-/// How an upstream operation went wrong, for callers that branch on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpstreamOutcome {
-    /// Upstream refused (an error document): nothing changed upstream.
-    Refused,
-    /// The request never left: nothing changed upstream; it may be tried again.
-    NotSent,
-    /// The request may have reached upstream; its outcome is unknown.
-    InDoubt,
-}
-
-/// Why an order operation did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum DeskError {
-    /// No order has this ID.
-    #[error("no such order")]
-    NotFound,
-    /// The request is wrong; the message says which part.
-    #[error("{0}")]
-    Invalid(String),
-    /// The order is not in a state that allows the operation.
-    #[error("{message}")]
-    Conflict {
-        /// The order's state now.
-        state: OrderState,
-        /// What is wrong, for the operator.
-        message: String,
-    },
-    /// The operation cannot be done with this configuration (manual mode, no price, …).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Upstream, or the plugin talking to it, did not do it.
-    #[error("{message}")]
-    Upstream {
-        /// How it failed.
-        outcome: UpstreamOutcome,
-        /// What happened, for the operator.
-        message: String,
-    },
-    /// The plugin failed (a trap, a limit) before any request reached upstream: the partner's
-    /// plugin is at fault, and nothing changed upstream.
-    #[error(transparent)]
-    Plugin(Fault),
-    /// No operation of the order has this number.
-    #[error("no such operation of this order")]
-    NoOperation,
-    /// Another operation of the order is open: running, or in doubt.
-    #[error("operation {id} ({kind}) of this order is {state}; it must end first")]
-    OperationOpen {
-        /// Its number.
-        id: i64,
-        /// What it does.
-        kind: OperationKind,
-        /// Where it stands.
-        state: OperationState,
-    },
-    /// The configuration cannot be loaded.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The database or the host failed.
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for DeskError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => DeskError::NotFound,
-            StoreError::Conflict { current } => DeskError::Conflict {
-                state: current,
-                message: format!("the order is {current} now: someone else changed it first"),
-            },
-            StoreError::Forbidden { from, to } => DeskError::Conflict {
-                state: from,
-                message: format!("an order that is {from} cannot become {to}"),
-            },
-            StoreError::Invalid(m) => DeskError::Invalid(m),
-            StoreError::NoOperation => DeskError::NoOperation,
-            StoreError::OperationOpen { id, kind, state } => {
-                DeskError::OperationOpen { id, kind, state }
-            }
-            e @ (StoreError::SchemaTooNew { .. } | StoreError::Database(_)) => {
-                DeskError::Internal(e.to_string())
-            }
-        }
-    }
-}
+use crate::runtime::Runtime;
 
 /// The result of marking an order paid.
 #[derive(Clone, Debug, Serialize)]
@@ -134,47 +44,6 @@ pub struct OrderDesk {
     buys: super::buy::BuyStats,
     /// When the stored upstream prices this desk last looked at were fetched.
     prices_seen: std::sync::Mutex<Option<i64>>,
-}
-
-impl From<PlacerError> for DeskError {
-    fn from(e: PlacerError) -> Self {
-        match e {
-            PlacerError::Busy(_) => DeskError::Unavailable(e.to_string()),
-            PlacerError::Io { .. } => DeskError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<RefreshError> for DeskError {
-    fn from(e: RefreshError) -> Self {
-        match e {
-            RefreshError::Fault(fault) => DeskError::from_fault(fault),
-            RefreshError::Upstream { not_sent, message } => DeskError::Upstream {
-                outcome: if not_sent {
-                    UpstreamOutcome::NotSent
-                } else {
-                    UpstreamOutcome::Refused
-                },
-                message,
-            },
-            RefreshError::Unusable(message) => DeskError::Upstream {
-                outcome: UpstreamOutcome::Refused,
-                message,
-            },
-            RefreshError::Store(e) => e.into(),
-        }
-    }
-}
-
-impl DeskError {
-    /// A fault before anything reached upstream: the plugin's, or the host's.
-    pub(super) fn from_fault(fault: Fault) -> DeskError {
-        if fault.is_guest() {
-            DeskError::Plugin(fault)
-        } else {
-            DeskError::Internal(fault.to_string())
-        }
-    }
 }
 
 impl OrderDesk {
@@ -341,77 +210,6 @@ impl OrderDesk {
     /// limit), with its raw parameters.
     pub fn refused_buy(&self, reason: &str, detail: &str, params: &[(String, String)]) {
         self.buys.refused(reason, detail, params);
-    }
-
-    /// Changes what an unpaid order asks for: its period (re-priced from the price list) and
-    /// its module's order fields (checked against the catalogue). Order fields may also be
-    /// given while the order is paid and waits for them.
-    pub fn set_details(
-        &self,
-        id: &OrderId,
-        period: Option<crate::money::Months>,
-        fields: Option<&[(String, String)]>,
-        actor: &str,
-    ) -> Result<Order, DeskError> {
-        let order = self.orders.get(id)?;
-        let active = self.reseller.active();
-        let config = active.config();
-        let module = config.module(order.tariff_id).ok_or_else(|| {
-            DeskError::Unavailable(format!(
-                "tariff {} is no longer in the catalogue",
-                order.tariff_id
-            ))
-        })?;
-        let mut amendment = super::Amendment::default();
-        let mut notes = Vec::new();
-        if let Some(months) = period.filter(|m| *m != order.period) {
-            if order.state != OrderState::New {
-                return Err(DeskError::Conflict {
-                    state: order.state,
-                    message: "the period of a paid order cannot change".to_owned(),
-                });
-            }
-            let doc = active
-                .export_prices(&crate::convert::panel_query(Some(order.tariff_id), true))
-                .map_err(|e| DeskError::Unavailable(format!("the price list: {e}")))?;
-            let price =
-                super::buy::price_in_list(&doc.body, order.tariff_id, months).ok_or_else(|| {
-                    DeskError::Invalid(format!(
-                        "period: {} is not sold for {months} month(s)",
-                        module.name
-                    ))
-                })?;
-            notes.push(format!("period {months} month(s) at {price}"));
-            amendment.period = Some(months);
-            amendment.price = Some(price);
-        }
-        if let Some(given) = fields {
-            if !matches!(order.state, OrderState::New | OrderState::Paid) {
-                return Err(DeskError::Conflict {
-                    state: order.state,
-                    message: format!(
-                        "the order fields of an order that is {} cannot change",
-                        order.state
-                    ),
-                });
-            }
-            let mut merged = order.fields.clone();
-            merged.extend(super::buy::order_fields(module, given)?);
-            notes.push(format!(
-                "order fields {}",
-                merged.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            amendment.fields = Some(merged);
-        }
-        if amendment == super::Amendment::default() {
-            return Ok(order);
-        }
-        let change = Change::by(actor).with_note(notes.join("; "));
-        let order = self.orders.amend(id, order.state, &amendment, change)?;
-        if order.state == OrderState::Paid {
-            self.wake_worker();
-        }
-        Ok(order)
     }
 
     /// The order with this ID.

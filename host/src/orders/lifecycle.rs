@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk, UpstreamOutcome};
 use super::events::EventKind;
 use super::operation::{Began, NewOperation, Operation, OperationKind, OperationState};
 use super::placement::{self, Acted, Action, Settlement, Unsent};
 use super::store::{OperationEnd, OrderEffect};
 use super::{Amendment, Change, Order, OrderId, OrderState};
+use super::{DeskError, OrderDesk, UpstreamOutcome};
 use crate::config::OrderMode;
 use crate::convert::{date, order_error_message};
 use crate::money::{Money, Months};

@@ -47,6 +47,7 @@
 pub mod balance;
 pub mod buy;
 pub mod desk;
+mod error;
 pub mod events;
 pub mod journal;
 pub mod lifecycle;
@@ -72,7 +73,8 @@ use serde::{Deserialize, Serialize};
 use crate::money::Money;
 use crate::money::Months;
 
-pub use desk::{DeskError, OrderDesk, UpstreamOutcome};
+pub use desk::OrderDesk;
+pub use error::{DeskError, UpstreamOutcome};
 pub use postgres::PgStore;
 pub use prices::PriceRefresh;
 pub use sqlite::SqliteStore;

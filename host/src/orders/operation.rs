@@ -152,12 +152,15 @@ impl FromStr for OperationState {
 /// The longest idempotency key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 200;
 
+/// An idempotency key that is not 1 to [`MAX_KEY_LEN`] printable ASCII characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters without spaces")]
+pub struct InvalidKey;
+
 /// Checks an idempotency key: 1 to [`MAX_KEY_LEN`] printable ASCII characters.
-pub fn check_key(key: &str) -> Result<(), String> {
+pub fn check_key(key: &str) -> Result<(), InvalidKey> {
     if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "an idempotency key is 1 to {MAX_KEY_LEN} printable ASCII characters without spaces"
-        ));
+        return Err(InvalidKey);
     }
     Ok(())
 }

@@ -20,6 +20,7 @@
 //! The functions here take what serves and the store, and return a [`Settlement`]; recording
 //! it is the caller's.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -213,9 +214,7 @@ pub fn place(active: &Active, store: &Arc<dyn Backend>, order: &Order) -> Settle
             expires: p.expires.as_ref().and_then(date),
         })
     });
-    settle(answer, &seen, |p| {
-        check_name("service ID", &p.service_id).map_err(|e| e.to_string())
-    })
+    settle(answer, &seen, |p| check_name("service ID", &p.service_id))
 }
 
 /// An action on a placed order upstream, under the operation `operation`, settled by the
@@ -268,7 +267,7 @@ pub fn act(
     if unsupported {
         return None;
     }
-    Some(settle(answer, &seen, |_| Ok(())))
+    Some(settle(answer, &seen, |_| Ok::<(), Infallible>(())))
 }
 
 /// Runs a hook with its upstream calls recorded in `order`'s history (when there is one),
@@ -324,10 +323,10 @@ fn hook_order(order: &Order) -> hooks::Order {
 
 /// Settles a hook's answer (or fault) against the calls the host saw; `usable` checks a
 /// success's answer. See the [module documentation](self) for the rules.
-pub fn settle<T>(
+pub fn settle<T, E: std::fmt::Display>(
     answer: Result<Result<T, types::OrderError>, Fault>,
     seen: &[Seen],
-    usable: impl Fn(&T) -> Result<(), String>,
+    usable: impl Fn(&T) -> Result<(), E>,
 ) -> Settlement<T> {
     let reached: Vec<&Seen> = seen
         .iter()
@@ -389,9 +388,7 @@ mod tests {
         answer: Result<Result<String, OrderError>, Fault>,
         seen: &[Seen],
     ) -> Settlement<String> {
-        super::settle(answer, seen, |id: &String| {
-            check_name("service ID", id).map_err(|e| e.to_string())
-        })
+        super::settle(answer, seen, |id: &String| check_name("service ID", id))
     }
 
     fn field() -> FieldError {

@@ -53,9 +53,10 @@ enum Held {
 }
 
 impl Placer {
-    /// The placer of the database at `database`: its lock is `<database>.placer-lock`.
+    /// The placer of the database at `database`: its lock is `<database>.placer-lock` beside
+    /// the database file itself, whichever path names it (see [`resolve`]).
     pub fn for_database(database: &Path) -> Placer {
-        let mut lock = database.as_os_str().to_owned();
+        let mut lock = resolve(database).into_os_string();
         lock.push(".placer-lock");
         Placer {
             path: Some(PathBuf::from(lock)),
@@ -111,6 +112,27 @@ impl Placer {
     }
 }
 
+/// The database file's own path: symbolic links (to the file or to a folder on the way) and
+/// `.`/`..` resolved, so that every path to one database finds one lock. A database not
+/// created yet has its folder resolved and its name as given.
+///
+/// Hard links are not resolved: SQLite keeps a database's journal beside the name it was opened
+/// by, so two names of one file are two databases to it already, and unsafe to use together.
+fn resolve(database: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(database) {
+        return real;
+    }
+    let (Some(dir), Some(name)) = (database.parent(), database.file_name()) else {
+        return database.to_owned();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).map_or_else(|_| database.to_owned(), |dir| dir.join(name))
+}
+
 /// Takes the exclusive lock on `path`, creating it if needed, without waiting.
 fn lock_file(path: &Path) -> Result<std::fs::File, PlacerError> {
     let io = |source| PlacerError::Io {
@@ -154,5 +176,48 @@ mod tests {
         one.take().expect("shared");
         two.take().expect("shared too");
         assert!(one.is_held() && two.is_held() && one.is_shared());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_path_to_a_database_finds_its_one_lock() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("data");
+        std::fs::create_dir(&real).expect("folder");
+        let db = real.join("orders.sqlite3");
+        std::fs::write(&db, b"").expect("database");
+        std::os::unix::fs::symlink(&db, dir.path().join("link.sqlite3")).expect("file link");
+        std::os::unix::fs::symlink(&real, dir.path().join("elsewhere")).expect("folder link");
+        let first = Placer::for_database(&db);
+        first.take().expect("first");
+        let others = [
+            dir.path().join("link.sqlite3"),
+            dir.path().join("elsewhere/orders.sqlite3"),
+            real.join("../data/./orders.sqlite3"),
+        ];
+        for other in &others {
+            let second = Placer::for_database(other);
+            assert!(
+                matches!(second.take(), Err(PlacerError::Busy(_))),
+                "{} took the lock of {}",
+                other.display(),
+                db.display()
+            );
+        }
+        drop(first);
+        let via_link = Placer::for_database(&others[0]);
+        via_link.take().expect("free once the first is gone");
+        assert!(matches!(
+            Placer::for_database(&db).take(),
+            Err(PlacerError::Busy(_))
+        ));
+        // One lock file, beside the real database.
+        let locks: Vec<_> = std::fs::read_dir(&real)
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".placer-lock"))
+            .collect();
+        assert_eq!(locks.len(), 1);
+        assert!(!dir.path().join("link.sqlite3.placer-lock").exists());
     }
 }

@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk, UpstreamOutcome};
 use super::lifecycle::Finding;
 use super::operation::{Operation, OperationKind, OperationState};
 use super::{Amendment, Change, ListFilter, NewOrder, Order, OrderFields, OrderState, placement};
+use super::{DeskError, OrderDesk, UpstreamOutcome};
 use crate::bindings::orders::{ServiceStatus, UpstreamService};
 use crate::convert::{date, order_error_message, panel_query};
 use crate::money::Months;
@@ -235,7 +235,7 @@ impl OrderDesk {
             if options.import {
                 match self.import(service, actor) {
                     Ok(order) => unknown.imported = Some(order.id),
-                    Err(why) => unknown.not_imported = Some(why),
+                    Err(why) => unknown.not_imported = Some(why.to_string()),
                 }
             }
             report.unknown_upstream.push(unknown);
@@ -472,25 +472,20 @@ impl OrderDesk {
 
     /// Records an upstream module no order knows as a placed order, priced at the partner's
     /// list price for its period (one month).
-    fn import(&self, service: &UpstreamService, actor: &str) -> Result<Order, String> {
+    fn import(&self, service: &UpstreamService, actor: &str) -> Result<Order, NotImported> {
         let active = self.reseller().active();
         let config = active.config();
-        let tariff = service
-            .tariff_id
-            .ok_or("upstream does not say its tariff")?;
+        let tariff = service.tariff_id.ok_or(NotImported::NoTariff)?;
         let module = config
             .module_in_any_region(tariff)
-            .ok_or_else(|| format!("tariff {tariff} is not in the catalogue"))?;
-        let licence = service
-            .licence_id
-            .clone()
-            .ok_or("upstream does not say its licence")?;
+            .ok_or(NotImported::NotInCatalogue(tariff))?;
+        let licence = service.licence_id.clone().ok_or(NotImported::NoLicence)?;
         let tariff_id = config.tariff_id(module);
         let doc = active
             .export_prices(&panel_query(Some(tariff_id), false))
-            .map_err(|e| format!("the price list: {e}"))?;
+            .map_err(|e| NotImported::PriceList(e.to_string()))?;
         let price = price_in_list(&doc.body, tariff_id, Months::MONTH)
-            .ok_or("the module has no monthly price in the price list")?;
+            .ok_or(NotImported::NoMonthlyPrice)?;
         let new = NewOrder {
             licence_id: licence,
             licence_ip: None,
@@ -503,10 +498,27 @@ impl OrderDesk {
             fields: OrderFields::new(),
         };
         let expires = service.expires.as_ref().and_then(date);
-        self.backend()
-            .import_placed(&new, &service.service_id, expires, actor)
-            .map_err(|e| e.to_string())
+        Ok(self
+            .backend()
+            .import_placed(&new, &service.service_id, expires, actor)?)
     }
+}
+
+/// Why an upstream module was not imported as an order.
+#[derive(Debug, thiserror::Error)]
+enum NotImported {
+    #[error("upstream does not say its tariff")]
+    NoTariff,
+    #[error("tariff {0} is not in the catalogue")]
+    NotInCatalogue(u64),
+    #[error("upstream does not say its licence")]
+    NoLicence,
+    #[error("the price list: {0}")]
+    PriceList(String),
+    #[error("the module has no monthly price in the price list")]
+    NoMonthlyPrice,
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
 }
 
 /// What upstream shows about an operation in doubt: a finding when it is plain, and the

@@ -533,6 +533,12 @@ pub trait OrderStore: Send + Sync {
     /// Counts of orders per state (states without orders are left out).
     fn counts(&self) -> Result<BTreeMap<OrderState, u64>, StoreError>;
 
+    /// Whether the store takes writes now, for readiness probes: writes nothing. By default,
+    /// whether it answers a read.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.counts().map(drop)
+    }
+
     /// Records, just before an upstream write leaves, that it is about to: for a placement
     /// (the order is still `Placing` under this claim) or for an operation (`pending →
     /// sending`). Fails — and the write must not be sent — when the record cannot be made or

@@ -4,11 +4,11 @@
 
 use serde::Serialize;
 
-use super::desk::{DeskError, OrderDesk};
 use super::events::{EventKind, Webhook, retry_delay};
 use super::reconcile::{Options, Report};
 use super::sqlite::now_ms;
 use super::{Change, ListFilter, Order, OrderState};
+use super::{DeskError, OrderDesk};
 use crate::config::Lapse;
 use crate::orders::store::MAX_LIST_LIMIT;
 
@@ -215,6 +215,7 @@ impl OrderDesk {
             match hook.deliver(&event) {
                 Ok(()) => {
                     self.backend().delivered(event.id)?;
+                    crate::metrics::global().webhook_delivery("delivered");
                     delivered += 1;
                 }
                 Err(e) => {
@@ -222,6 +223,7 @@ impl OrderDesk {
                     let wait = retry_delay(attempts);
                     let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                     tracing::warn!(event = event.id, kind = %event.kind, ?wait, "webhook: {e}");
+                    crate::metrics::global().webhook_delivery("failed");
                     self.backend()
                         .delivery_failed(event.id, next, &e.to_string())?;
                 }

@@ -184,10 +184,15 @@ pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
 
 /// Delivers the outbox's events to the configured webhook, at least once each, with backoff,
 /// until the process ends. Several hosts on one database share the work: each event is claimed
-/// for a lease before it is sent. Delivery is blocking I/O: it runs on a thread of its own.
-pub async fn run_webhooks(desk: Arc<OrderDesk>) {
-    if let Err(e) = tokio::task::spawn_blocking(move || deliver_forever(&desk)).await {
-        tracing::error!("the event delivery thread failed: {e}");
+/// for a lease before it is sent. Delivery is blocking I/O on a thread of its own, outside the
+/// runtime's blocking pool, so that a shutdown never waits for it: an event whose delivery is
+/// cut short is delivered again once its lease runs out.
+pub fn run_webhooks(desk: Arc<OrderDesk>) {
+    let spawned = std::thread::Builder::new()
+        .name("webhooks".to_owned())
+        .spawn(move || deliver_forever(&desk));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the event delivery thread: {e}");
     }
 }
 

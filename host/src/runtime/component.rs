@@ -13,6 +13,7 @@ use super::cache::CacheOutcome;
 use super::call::root;
 use crate::bindings::{self, PACKAGE_NAME};
 use crate::capabilities::Role;
+use crate::config::{Config, ConfigError};
 use crate::limits::Limits;
 
 /// Why a component file cannot serve.
@@ -129,8 +130,16 @@ pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspected, LoadError> {
                     }
                 }
             }
+            // Module instantiations only: an instance made of exports (the glue between
+            // modules that componentize-py and componentize-js emit by the dozen) costs nothing.
             Payload::InstanceSection(reader) => {
-                core_instances = core_instances.saturating_add(reader.count());
+                for instance in reader {
+                    if let wasmparser::Instance::Instantiate { .. } =
+                        instance.map_err(not_a_component)?
+                    {
+                        core_instances = core_instances.saturating_add(1);
+                    }
+                }
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
@@ -265,6 +274,42 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
             "it is not a WebAssembly file".to_owned(),
         )),
     }
+}
+
+/// The bytes of the component configured under `table` (`path`, pinned by `sha256`), or the
+/// built-in one when no path is configured, with its name for logs.
+pub fn read_component(
+    config: &Config,
+    table: &str,
+    path: Option<&std::path::Path>,
+    sha256: Option<&str>,
+    builtin: (&str, &[u8]),
+) -> Result<(String, Vec<u8>), ConfigError> {
+    let source = &config.source;
+    let key_error =
+        |key: &str, message: String| ConfigError::new(source, format!("{table}.{key}"), message);
+    let (name, bytes) = match path {
+        None => (builtin.0.to_owned(), builtin.1.to_vec()),
+        Some(path) => {
+            let path = source.resolve(path);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| key_error("path", format!("cannot read {}: {e}", path.display())))?;
+            (path.display().to_string(), bytes)
+        }
+    };
+    if let Some(pin) = sha256 {
+        let actual = super::plugin_sha256(&bytes);
+        if !actual.eq_ignore_ascii_case(pin) {
+            return Err(key_error(
+                "sha256",
+                format!(
+                    "{name} has SHA-256 {actual}, not the pinned {}",
+                    pin.to_ascii_lowercase()
+                ),
+            ));
+        }
+    }
+    Ok((name, bytes))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ mod plugin;
 
 pub use cache::{CacheOutcome, CodeCache};
 pub use call::{Fault, Usage};
-pub use component::{Contract, Inspected, LoadError, inspect};
+pub use component::{Contract, Inspected, LoadError, inspect, read_component};
 pub use plugin::{
     Called, Harness, LoadedPlugin, LoadedPolicy, NOT_IN_0_1, PluginStats,
     sha256_hex as plugin_sha256,

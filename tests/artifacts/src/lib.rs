@@ -18,6 +18,12 @@ pub const NEWER_MINOR: &[u8] = include_bytes!(env!("RESELLER_NEWER_MINOR_WASM"))
 /// A second pricing plugin with other logic (`plugins/charm`).
 pub const CHARM_PATH: &str = env!("RESELLER_CHARM_WASM");
 
+/// The example pricing policy in Rust (`examples/policy-rust`): a markup and a price ending.
+pub const POLICY_RUST_PATH: &str = env!("RESELLER_POLICY_RUST_WASM");
+
+/// A pricing policy that misbehaves on purpose, chosen by its settings.
+pub const HOSTILE_POLICY_PATH: &str = env!("RESELLER_HOSTILE_POLICY_WASM");
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -15,6 +15,7 @@ use super::{Budget, Hook};
 use crate::bindings::upstream::{CallError, Host, Request, Response};
 use crate::config::DEFAULT_FUNCTIONS;
 use crate::limits::{Limit, LimitHit};
+use crate::metrics;
 
 /// Parameters the host sets itself; a plugin may not.
 const RESERVED_PARAMS: &[&str] = &["authinfo", "out", "func", "auth", "username", "password"];
@@ -138,6 +139,8 @@ impl Host for UpstreamCap {
             )));
         }
         if let Err(refused) = self.policy.check(&request) {
+            // Not by the function's name: a plugin could invent any number of them.
+            metrics::global().upstream_call("(refused)", "not_allowed", Duration::ZERO);
             return Ok(Err(refused));
         }
         let limits = self.budget.limits();
@@ -164,6 +167,13 @@ impl Host for UpstreamCap {
             .client
             .call(&request.func, &request.params, remaining);
         self.spent += started.elapsed();
+        let outcome = match &answer {
+            Ok(_) => "answered",
+            Err(CallError::NotAllowed(_)) => "not_allowed",
+            Err(CallError::NotSent(_)) => "not_sent",
+            Err(CallError::InDoubt(_)) => "in_doubt",
+        };
+        metrics::global().upstream_call(&request.func, outcome, started.elapsed());
         Ok(answer)
     }
 }
@@ -234,6 +244,33 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].0, "pricelist.export");
         assert!(calls[0].1 <= Limits::default().upstream_time());
+    }
+
+    #[test]
+    fn calls_are_counted_by_function_and_outcome() {
+        let counter = |function: &str, outcome: &str| {
+            metrics::global()
+                .upstream_calls
+                .with_label_values(&[function, outcome])
+                .get()
+        };
+        let (answered, refused) = (
+            counter("pricelist.export", "answered"),
+            counter("(refused)", "not_allowed"),
+        );
+        let mut cap = cap(
+            Arc::new(Recorder::default()),
+            Hook::Orders,
+            Limits::default(),
+        );
+        for _ in 0..3 {
+            let _ = cap.call(request("pricelist.export", &[]));
+        }
+        let _ = cap.call(request("invented.function", &[]));
+        // Other tests count too, in parallel: at least these calls.
+        assert!(counter("pricelist.export", "answered") >= answered + 3);
+        assert!(counter("(refused)", "not_allowed") > refused);
+        assert_eq!(counter("invented.function", "not_allowed"), 0);
     }
 
     #[test]

@@ -229,7 +229,7 @@ impl PgStore {
 impl OperationStore for PgStore {
     fn begin_operation(&self, new: &NewOperation) -> Result<Began, StoreError> {
         if let Some(key) = &new.key {
-            check_key(key).map_err(StoreError::Invalid)?;
+            check_key(key).map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
         let request = serde_json::to_value(&new.request)
             .map_err(|e| StoreError::Invalid(format!("the request cannot be kept: {e}")))?;

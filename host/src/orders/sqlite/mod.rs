@@ -860,6 +860,16 @@ impl OrderStore for SqliteStore {
         })
     }
 
+    /// The database file is still where it was opened, and a write transaction can begin now
+    /// (within the busy time-out).
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let file = self.lock().path().map(str::to_owned).unwrap_or_default();
+        if !file.is_empty() && !Path::new(&file).exists() {
+            return Err(StoreError::Database(format!("{file} is gone")));
+        }
+        self.write(|_| Ok(()))
+    }
+
     fn mark_sending(&self, marker: &SendMarker) -> Result<(), StoreError> {
         self.write(|tx| {
             let now = now_ms();
