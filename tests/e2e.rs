@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod hardening;
 mod hostile;
+mod hosts;
 mod life;
 mod native;
 mod orders;

@@ -2,13 +2,17 @@
 //! prints JSON (or TOML for `prices import`); each is safe beside a running server on the same
 //! database.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Subcommand;
 use reseller_host::config::OrderMode;
 use reseller_host::money::Months;
 use reseller_host::orders::lifecycle::{Finding, Performed};
 use reseller_host::orders::placement::Attempt;
+use reseller_host::orders::postgres::{PgOptions, redacted};
 use reseller_host::orders::reconcile::Options;
-use reseller_host::orders::{ListFilter, Order, OrderDesk, OrderId, OrderState};
+use reseller_host::orders::{ListFilter, Order, OrderDesk, OrderId, OrderState, PgStore};
 use serde_json::{Value, json};
 
 /// Who the order history says acted.
@@ -188,6 +192,21 @@ pub enum OrdersCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Copy a SQLite order database into an empty PostgreSQL one, all or nothing: orders,
+    /// their history and upstream calls, operations, events, upstream's prices and balance.
+    /// Stop the hosts using the file first. Needs no configuration.
+    Migrate {
+        /// The SQLite database file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The PostgreSQL database: `postgres://user@host/db`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The name of an environment variable holding the PostgreSQL password, when the URL
+        /// has none.
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -329,6 +348,14 @@ pub fn orders(desk: &OrderDesk, command: OrdersCommand) -> anyhow::Result<Value>
         OrdersCommand::Events { after, limit } => {
             json!({ "events": desk.backend().events_after(after, limit.clamp(1, 1000))? })
         }
+        OrdersCommand::Migrate { from, to, .. } => {
+            // Handled without a desk: see `migrate`.
+            anyhow::bail!(
+                "migrate {} to {} needs no order database of its own",
+                from.display(),
+                redacted(&to)
+            )
+        }
     })
 }
 
@@ -375,4 +402,20 @@ pub fn prices(desk: &OrderDesk, command: PricesCommand) -> anyhow::Result<Printe
             ))
         }
     })
+}
+
+/// `orders migrate`: copies the SQLite database `from` into the PostgreSQL database `to`.
+pub fn migrate(from: &Path, to: &str, password_env: Option<&str>) -> anyhow::Result<Value> {
+    let mut options = PgOptions::new(to);
+    if let Some(var) = password_env {
+        options.password = Some(
+            std::env::var(var).map_err(|_| anyhow::anyhow!("--password-env: {var} is not set"))?,
+        );
+    }
+    let shown = redacted(to);
+    let store = PgStore::open(&options).with_context(|| format!("cannot open {shown}"))?;
+    let copied = store
+        .import_sqlite(from)
+        .with_context(|| format!("cannot migrate {} to {shown}", from.display()))?;
+    Ok(json!({ "from": from.display().to_string(), "to": shown, "copied": copied }))
 }

@@ -429,8 +429,18 @@ pub struct OrdersConfig {
     /// `automatic` or `manual`; by default automatic when `upstream.url` is set, manual when not.
     pub mode: Option<OrderMode>,
     /// The SQLite database file, relative to the configuration file (to the working directory
-    /// for the embedded defaults).
+    /// for the embedded defaults); or a `postgres://user@host/db` URL, for several hosts on
+    /// one PostgreSQL database.
     pub database: PathBuf,
+    /// PostgreSQL: the name of an environment variable holding the database password (kept
+    /// out of the URL and the configuration file).
+    pub database_password_env: Option<String>,
+    /// PostgreSQL: connections at most in this host's pool.
+    pub database_connections: u32,
+    /// PostgreSQL: how long a host's claim on an order it places (or an operation it runs)
+    /// lasts without renewal, in milliseconds; a host renews its claims every third of it.
+    /// When a host stops, the others settle its claims once they ran out.
+    pub claim_lease_ms: u64,
     /// Where the Buy redirect sends the user: a URL with `{order_id}` (and optionally
     /// `{amount}`, `{currency}`) in it. Without it the host shows its own order page.
     pub checkout_url: Option<String>,
@@ -586,6 +596,9 @@ impl Default for OrdersConfig {
         OrdersConfig {
             mode: None,
             database: PathBuf::from("reseller-orders.sqlite3"),
+            database_password_env: None,
+            database_connections: 8,
+            claim_lease_ms: 30_000,
             checkout_url: None,
             period_months: Months::MONTH,
             autoprolong: false,
@@ -1080,6 +1093,18 @@ impl Config {
         if orders.database.as_os_str().is_empty() {
             return err("database", &"must not be empty");
         }
+        if !(1..=256).contains(&orders.database_connections) {
+            return err("database_connections", &"expected 1 to 256");
+        }
+        if !(1_000..=3_600_000).contains(&orders.claim_lease_ms) {
+            return err("claim_lease_ms", &"expected 1000 to 3600000 (an hour)");
+        }
+        if orders.database_password_env.is_some() && self.order_database_url().is_none() {
+            return err(
+                "database_password_env",
+                &"is for a postgres:// database; a SQLite file has no password",
+            );
+        }
         Ok(())
     }
 
@@ -1096,6 +1121,23 @@ impl Config {
         } else {
             OrderMode::Manual
         })
+    }
+
+    /// The PostgreSQL database's URL, when `orders.database` is a `postgres://` URL.
+    pub fn order_database_url(&self) -> Option<&str> {
+        self.orders
+            .database
+            .to_str()
+            .filter(|d| crate::orders::postgres::is_url(d))
+    }
+
+    /// The order database as it may be shown: the SQLite file's path, or the URL without its
+    /// password.
+    pub fn order_database_shown(&self) -> String {
+        match self.order_database_url() {
+            Some(url) => crate::orders::postgres::redacted(url),
+            None => self.order_database().display().to_string(),
+        }
     }
 
     /// The order database's path, resolved against the configuration file's directory.
@@ -1384,6 +1426,35 @@ mod tests {
             assert_eq!(err.file, "/etc/reseller.toml");
             assert_eq!(err.key, key, "{err}");
             assert!(err.message.contains(words), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_postgres_database_is_a_url_shown_without_its_password() {
+        let c = parse(&format!(
+            "{MODULE}\n[orders]\ndatabase = \"postgres://u:pw@db/orders\"\n\
+             database_password_env = \"RESELLER_DB_PASSWORD\"\nclaim_lease_ms = 5000\n"
+        ))
+        .expect("config");
+        assert_eq!(c.order_database_url(), Some("postgres://u:pw@db/orders"));
+        assert_eq!(c.order_database_shown(), "postgres://u:***@db/orders");
+        assert_eq!(c.orders.claim_lease_ms, 5000);
+        let sqlite = parse(MODULE).expect("config");
+        assert_eq!(sqlite.order_database_url(), None);
+        assert_eq!(
+            sqlite.order_database_shown(),
+            "/etc/reseller-orders.sqlite3"
+        );
+        for (extra, key) in [
+            (
+                "database_password_env = \"X\"",
+                "orders.database_password_env",
+            ),
+            ("claim_lease_ms = 10", "orders.claim_lease_ms"),
+            ("database_connections = 0", "orders.database_connections"),
+        ] {
+            let err = parse(&format!("{MODULE}\n[orders]\n{extra}\n")).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
         }
     }
 }

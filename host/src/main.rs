@@ -217,20 +217,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let addr = listen.unwrap_or(active.config().server.listen);
             let limits = serve::Limits::of(&active.config().server);
             let metrics_listen = active.config().server.metrics_listen;
-            let database = active.config().order_database();
+            let database = active.config().order_database_shown();
             let mode = active.config().order_mode();
             drop(active);
-            // The one placer of this database; what a stopped one left is settled first.
+            // The one placer of a SQLite database, or one of several on PostgreSQL; what a
+            // stopped one left is settled first.
             let interrupted = desk.become_placer()?;
             tracing::info!(
-                database = %database.display(),
+                database = %database,
+                shared = desk.shares_placement(),
                 ?mode,
                 in_doubt = interrupted.in_doubt.len() + interrupted.operations_in_doubt.len(),
                 requeued = interrupted.requeued.len(),
                 "orders ready"
             );
             let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            rt.block_on(async move {
+            let served = rt.block_on(async move {
                 let listener = http::bind(addr)
                     .await
                     .with_context(|| format!("cannot listen on {addr}"))?;
@@ -267,7 +269,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 serve::serve(listener, app, limits, shutdown)
                     .await
                     .context("the server failed")
-            })
+            });
+            // A placement under way gets a moment to finish, not more: one stuck on upstream
+            // would hold the stop for as long as upstream takes.
+            rt.shutdown_timeout(SHUTDOWN_GRACE);
+            served
         }
         Command::Pricelist {
             config,
@@ -300,6 +306,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(report.passed(), "{name}: a sample call faulted");
             Ok(())
         }
+        Command::Orders {
+            command:
+                OrdersCommand::Migrate {
+                    from,
+                    to,
+                    password_env,
+                },
+            ..
+        } => print_json(&cli::migrate(&from, &to, password_env.as_deref())?),
         Command::Orders { config, command } => {
             let desk = open_desk(config)?;
             print_json(&cli::orders(&desk, command)?)
@@ -387,6 +402,9 @@ fn reload_on_hangup(reseller: Arc<Reseller>) {
     #[cfg(not(unix))]
     drop(reseller);
 }
+
+/// How long a stopping server waits for the work under way.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Completes on Ctrl-C or SIGTERM, so that requests in flight finish before the process ends.
 async fn shutdown_signal() {

@@ -15,12 +15,12 @@ use serde::Serialize;
 use super::buy::BuyRequest;
 use super::placement::{self, Attempt};
 use super::placer::Placer;
+use super::postgres::PgOptions;
 use super::prices::{self, PriceRefresh};
-use super::store::CostStore;
 use super::store::{Backend, Interrupted};
 use super::{
-    Change, Created, DeskError, HistoryEntry, ListFilter, Order, OrderId, OrderState, SqliteStore,
-    StoreError,
+    Change, Created, DeskError, HistoryEntry, ListFilter, Order, OrderId, OrderState, PgStore,
+    SqliteStore, StoreError,
 };
 use crate::config::{Config, OrderMode};
 use crate::reseller::Reseller;
@@ -42,6 +42,8 @@ pub struct OrderDesk {
     wake: tokio::sync::Notify,
     placer: Placer,
     buys: super::buy::BuyStats,
+    /// When the stored upstream prices this desk last looked at were fetched.
+    prices_seen: std::sync::Mutex<Option<i64>>,
 }
 
 impl OrderDesk {
@@ -49,9 +51,32 @@ impl OrderDesk {
     /// costs stored in the database applied (once: the plugin is loaded and checked one time).
     /// Stored costs that no longer price the catalogue are ignored, with a warning; a later
     /// refresh replaces them.
+    ///
+    /// A `postgres://` database is shared with other hosts: every host places (see
+    /// [`super::postgres`]); a SQLite file has one placer at a time (a file lock).
     pub fn open(runtime: Runtime, config: Config) -> Result<Arc<OrderDesk>, DeskError> {
         let path = config.order_database();
-        let store = Arc::new(SqliteStore::open(&path)?);
+        let (store, placer): (Arc<dyn Backend>, Placer) = match config.order_database_url() {
+            Some(url) => {
+                let orders = &config.orders;
+                let mut options = PgOptions::new(url);
+                if let Some(var) = &orders.database_password_env {
+                    options.password = Some(std::env::var(var).map_err(|_| {
+                        DeskError::Unavailable(format!(
+                            "orders.database_password_env: the environment variable {var} is \
+                             not set"
+                        ))
+                    })?);
+                }
+                options.connections = usize::try_from(orders.database_connections).unwrap_or(8);
+                options.lease = Duration::from_millis(orders.claim_lease_ms);
+                (Arc::new(PgStore::open(&options)?), Placer::shared())
+            }
+            None => (
+                Arc::new(SqliteStore::open(&path)?),
+                Placer::for_database(&path),
+            ),
+        };
         let stored = store.upstream()?.map(|(prices, _)| prices);
         let reseller = match stored {
             Some(prices) if !prices.costs.is_empty() => {
@@ -62,17 +87,15 @@ impl OrderDesk {
             }
             _ => Reseller::new(runtime, config)?,
         };
-        Ok(OrderDesk::build(
-            Arc::new(reseller),
-            store,
-            Placer::for_database(&path),
-        ))
+        Ok(OrderDesk::build(Arc::new(reseller), store, placer))
     }
 
     /// A desk over any backend; applies the upstream costs stored in it.
     ///
-    /// Backends without a file are taken to belong to this process alone: a multi-instance
-    /// backend must come with its own way of electing the placer.
+    /// A backend whose claims expire ([`claims_expire`]) is shared: every desk on it places.
+    /// Others are taken to belong to this process alone.
+    ///
+    /// [`claims_expire`]: super::OrderStore::claims_expire
     pub fn new(
         reseller: Arc<Reseller>,
         backend: Arc<dyn Backend>,
@@ -86,7 +109,12 @@ impl OrderDesk {
                 "the stored upstream prices cannot be applied, so they are ignored: {e}"
             );
         }
-        Ok(OrderDesk::build(reseller, backend, Placer::in_process()))
+        let placer = if backend.claims_expire().is_some() {
+            Placer::shared()
+        } else {
+            Placer::in_process()
+        };
+        Ok(OrderDesk::build(reseller, backend, placer))
     }
 
     fn build(reseller: Arc<Reseller>, orders: Arc<dyn Backend>, placer: Placer) -> Arc<OrderDesk> {
@@ -97,6 +125,7 @@ impl OrderDesk {
             wake: tokio::sync::Notify::new(),
             placer,
             buys: super::buy::BuyStats::default(),
+            prices_seen: std::sync::Mutex::new(None),
         })
     }
 
@@ -122,22 +151,23 @@ impl OrderDesk {
     pub fn become_placer(&self) -> Result<Interrupted, DeskError> {
         self.placer.take()?;
         let interrupted = self.orders.recover_interrupted()?;
-        for order in &interrupted.in_doubt {
-            tracing::warn!(
-                order = %order.id,
-                licence = order.licence_id,
-                tariff = order.tariff_id,
-                "a placement was interrupted after its request left: the order is in doubt \
-                 until an operator or the reconciliation checks upstream"
-            );
-        }
-        for order in &interrupted.requeued {
-            tracing::info!(order = %order.id, "a placement was interrupted before sending: queued again");
-        }
-        for op in &interrupted.operations_in_doubt {
-            tracing::warn!(order = %op.order_id, operation = op.id, "{} was interrupted after its request left: in doubt", op.kind);
-        }
+        report_interrupted(&interrupted);
         Ok(interrupted)
+    }
+
+    /// Settles the claims of hosts that stopped (their lease ran out), as [`become_placer`]
+    /// settles what a stopped placer left; nothing with a backend of one placer.
+    ///
+    /// [`become_placer`]: Self::become_placer
+    pub fn settle_expired_claims(&self) -> Result<Interrupted, DeskError> {
+        let interrupted = self.orders.recover_expired()?;
+        report_interrupted(&interrupted);
+        Ok(interrupted)
+    }
+
+    /// Whether other hosts place orders from the same database at the same time.
+    pub fn shares_placement(&self) -> bool {
+        self.placer.is_shared()
     }
 
     /// Whether this desk places the orders of its database.
@@ -342,6 +372,28 @@ impl OrderDesk {
         Ok(prices::refresh(&self.reseller, &self.orders)?)
     }
 
+    /// Takes up the upstream prices stored in the database since this desk last looked (another
+    /// host fetched them), so that hosts sharing a database price alike. Returns whether what
+    /// serves changed.
+    pub fn adopt_stored_prices(&self) -> Result<bool, DeskError> {
+        let Some((prices, fetched)) = self.orders.upstream()? else {
+            return Ok(false);
+        };
+        let mut seen = self
+            .prices_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *seen == Some(fetched) {
+            return Ok(false);
+        }
+        *seen = Some(fetched);
+        if prices.costs.is_empty() || prices == self.reseller.upstream() {
+            return Ok(false);
+        }
+        self.reseller.set_upstream(prices)?;
+        Ok(true)
+    }
+
     /// The paid orders waiting for placement, oldest first.
     pub(crate) fn paid_orders(&self) -> Result<Vec<Order>, DeskError> {
         let mut orders = self.orders.orders_to_resume()?;
@@ -496,5 +548,24 @@ impl OrderDesk {
             },
         };
         self.short_of(order, &balance)
+    }
+}
+
+/// Logs what a settlement of interrupted claims found.
+fn report_interrupted(interrupted: &Interrupted) {
+    for order in &interrupted.in_doubt {
+        tracing::warn!(
+            order = %order.id,
+            licence = order.licence_id,
+            tariff = order.tariff_id,
+            "a placement was interrupted after its request left: the order is in doubt \
+             until an operator or the reconciliation checks upstream"
+        );
+    }
+    for order in &interrupted.requeued {
+        tracing::info!(order = %order.id, "a placement was interrupted before sending: queued again");
+    }
+    for op in &interrupted.operations_in_doubt {
+        tracing::warn!(order = %op.order_id, operation = op.id, "{} was interrupted after its request left: in doubt", op.kind);
     }
 }

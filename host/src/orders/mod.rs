@@ -4,7 +4,9 @@
 //! partner's billing system says so, is placed upstream with `addition.order.param` (§4) — or by
 //! an operator in manual mode (§5) — and may later be removed. This module holds the domain
 //! (the [`Order`], its [`OrderState`] and the transitions allowed between states); [`store`]
-//! holds the storage contract ([`OrderStore`]) and [`sqlite`] its SQLite backend.
+//! holds the storage contract ([`OrderStore`]), [`sqlite`] its SQLite backend (one placing
+//! process per database) and [`postgres`] its PostgreSQL backend (several hosts placing from
+//! one database, each claim with a lease).
 //!
 //! # States and transitions
 //!
@@ -53,6 +55,7 @@ pub mod operation;
 pub mod page;
 pub mod placement;
 mod placer;
+pub mod postgres;
 mod prices;
 pub mod reconcile;
 pub mod sqlite;
@@ -72,6 +75,7 @@ use crate::money::Months;
 
 pub use desk::OrderDesk;
 pub use error::{DeskError, UpstreamOutcome};
+pub use postgres::PgStore;
 pub use prices::PriceRefresh;
 pub use sqlite::SqliteStore;
 pub use store::{

@@ -1,7 +1,9 @@
-//! The lock that makes one process the only one placing the orders of a database.
+//! The lock that makes one process the only one placing the orders of a SQLite database.
 //!
 //! Only the placer claims orders, so a `placing` order found when the lock is taken was left by
-//! a placer that stopped, and can be marked in doubt without racing a live request.
+//! a placer that stopped, and can be marked in doubt without racing a live request. A backend
+//! whose claims carry leases (PostgreSQL) needs no lock: every host places, and a claim is
+//! settled by another host only once its lease ran out ([`Placer::shared`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -32,6 +34,8 @@ pub struct Placer {
     /// The file whose lock makes a process the placer; none for a store without a file, which
     /// belongs to this process alone.
     path: Option<PathBuf>,
+    /// Every host places: the store's claims decide each order.
+    shared: bool,
     held: Mutex<Option<Held>>,
 }
 
@@ -43,7 +47,8 @@ enum Held {
         /// Held open for the lock.
         _file: std::fs::File,
     },
-    /// A store without a file: only this process uses it.
+    /// A store without a file: only this process uses it; or a store whose claims expire,
+    /// shared with other hosts.
     InProcess,
 }
 
@@ -55,6 +60,7 @@ impl Placer {
         lock.push(".placer-lock");
         Placer {
             path: Some(PathBuf::from(lock)),
+            shared: false,
             held: Mutex::new(None),
         }
     }
@@ -63,8 +69,24 @@ impl Placer {
     pub fn in_process() -> Placer {
         Placer {
             path: None,
+            shared: false,
             held: Mutex::new(None),
         }
+    }
+
+    /// A placer among several: the store's claims, with leases, decide who places each order,
+    /// so taking it never fails.
+    pub fn shared() -> Placer {
+        Placer {
+            path: None,
+            shared: true,
+            held: Mutex::new(None),
+        }
+    }
+
+    /// Whether other hosts place from the same database at the same time.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Takes the lock, if no other process holds it; taking it twice is fine.
@@ -149,7 +171,11 @@ mod tests {
         second.take().expect("free once the first is gone");
         let alone = Placer::in_process();
         alone.take().expect("in process");
-        assert!(alone.is_held());
+        assert!(alone.is_held() && !alone.is_shared());
+        let (one, two) = (Placer::shared(), Placer::shared());
+        one.take().expect("shared");
+        two.take().expect("shared too");
+        assert!(one.is_held() && two.is_held() && one.is_shared());
     }
 
     #[cfg(unix)]

@@ -1,5 +1,5 @@
-//! The storage contract for orders: [`OrderStore`], implemented by [`SqliteStore`] today and
-//! meant to be implemented by a PostgreSQL backend for several host instances later; and for
+//! The storage contract for orders: [`OrderStore`], implemented by [`SqliteStore`] (one
+//! placer per database) and [`PgStore`] (several hosts placing from one database); and for
 //! the upstream costs last fetched: [`CostStore`], implemented by the same backends.
 //!
 //! The contract relies only on what both databases give: transactions, conditional updates
@@ -11,6 +11,7 @@
 //! Methods are blocking: async callers run them with `tokio::task::spawn_blocking`.
 //!
 //! [`SqliteStore`]: super::SqliteStore
+//! [`PgStore`]: super::PgStore
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -454,9 +455,12 @@ impl HistoryEntry {
 /// - at most one `New` order exists per (licence, licence IP, tariff, period);
 /// - an order's history is totally ordered by its event number.
 ///
-/// With several host instances on one database, [`recover_interrupted`] must only be run
-/// when no instance is placing (today: the single instance, at startup). A multi-instance backend
-/// will need to record which instance claimed an order.
+/// With a backend of one placer per database, [`recover_interrupted`] must only be run when no
+/// other instance is placing (the placer, at startup). A backend whose claims expire
+/// ([`claims_expire`]) records which instance claimed an order, and settles only its own
+/// claims and those whose lease ran out.
+///
+/// [`claims_expire`]: OrderStore::claims_expire
 ///
 /// [`recover_interrupted`]: OrderStore::recover_interrupted
 pub trait OrderStore: Send + Sync {
@@ -571,6 +575,35 @@ pub trait OrderStore: Send + Sync {
     /// whose write was not marked provably sent nothing and goes back to `Paid`; likewise a
     /// `sending` operation becomes `in_doubt` and a `pending` one is dropped.
     fn recover_interrupted(&self) -> Result<Interrupted, StoreError>;
+
+    /// How long a claim lasts without being renewed, for a backend that lets several hosts
+    /// place at once: each claim (a `placing` order, an open operation) names its owner and
+    /// carries a lease the owner renews while it works, and an upstream write is marked about
+    /// to leave only under a live lease. `None` (the default) for a backend with one placer
+    /// per database, elected outside the store (a file lock).
+    fn claims_expire(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Settles the claims whose lease ran out (see [`claims_expire`]) as
+    /// [`recover_interrupted`] settles a stopped placer's, in one transaction; claims whose
+    /// owner still renews them are left alone, so any host may run it at any time. A backend
+    /// without leases has none to settle.
+    ///
+    /// [`claims_expire`]: OrderStore::claims_expire
+    /// [`recover_interrupted`]: OrderStore::recover_interrupted
+    fn recover_expired(&self) -> Result<Interrupted, StoreError> {
+        Ok(Interrupted::default())
+    }
+
+    /// Claims one run of the scheduled task `name` (the status sync, the upkeep pass, …) if no
+    /// host ran it within the last `every`: on a backend several hosts share, exactly one of
+    /// them runs each round, so a round's work (and the events it emits) is done once. A
+    /// backend with one placer always answers yes: its one worker paces the task itself.
+    fn claim_scheduled(&self, name: &str, every: std::time::Duration) -> Result<bool, StoreError> {
+        let _ = (name, every);
+        Ok(true)
+    }
 
     /// Deletes orders that were cancelled without ever being paid, last changed before
     /// `before_ms`, with their history; returns how many. Keeps the database bounded under

@@ -19,6 +19,9 @@ use crate::config::{OrderMode, OrdersConfig};
 /// `max_attempts`. Does nothing in manual mode.
 ///
 /// The desk must be the placer ([`OrderDesk::become_placer`]); otherwise this returns at once.
+/// On a database several hosts place from, every host's worker runs: each order is claimed by
+/// one of them, and each also settles the claims of a host that stopped (their lease ran out),
+/// every quarter of the lease.
 pub async fn run(desk: Arc<OrderDesk>) {
     if !desk.is_placer() {
         tracing::error!("the placement worker needs the placer lock; no order is placed");
@@ -26,8 +29,16 @@ pub async fn run(desk: Arc<OrderDesk>) {
     }
     // Order → (not before, attempts whose request never left, in a row).
     let mut waiting: HashMap<OrderId, (Instant, u32)> = HashMap::new();
+    let mut swept = Instant::now();
     loop {
         let settings = desk.reseller().active().config().orders.clone();
+        if let Some(lease) = desk.backend().claims_expire()
+            && swept.elapsed() >= (lease / 4).max(Duration::from_millis(250))
+        {
+            // Several hosts place from this database: settle the claims of one that stopped.
+            settle_expired(&desk).await;
+            swept = Instant::now();
+        }
         if desk.mode() == OrderMode::Automatic {
             let paid = paid_orders(&desk).await;
             if !paid.is_empty() {
@@ -39,6 +50,16 @@ pub async fn run(desk: Arc<OrderDesk>) {
         }
         desk.wait_for_work(Duration::from_millis(settings.poll_ms))
             .await;
+    }
+}
+
+/// Settles the claims of hosts that stopped, on a blocking thread; an error is logged.
+async fn settle_expired(desk: &Arc<OrderDesk>) {
+    let desk = desk.clone();
+    match tokio::task::spawn_blocking(move || desk.settle_expired_claims()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("settling the claims of stopped hosts: {e}"),
+        Err(e) => tracing::error!("the claim settling task failed: {e}"),
     }
 }
 
@@ -100,7 +121,8 @@ const HOLD_RECHECK_MS: u64 = 30_000;
 /// The module's life while the server runs, each at its own pace (read from the configuration
 /// at each round): renewal-due and lapse events and the lapse policy, the status sync and the
 /// automatic reconciliation of doubts (automatic mode), the balance, unpaid orders that
-/// expire, and the outbox's housekeeping. Only the placer runs it.
+/// expire, and the outbox's housekeeping. Only the placer runs it; with several hosts on one
+/// database, each round of each task is claimed in the database by one of them.
 pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
     if !desk.is_placer() {
         return;
@@ -120,30 +142,34 @@ pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
             go
         };
         let automatic = config.order_mode() == OrderMode::Automatic;
-        let mut tasks: Vec<&'static str> = vec!["lifecycle"];
-        if automatic
-            && due(
-                &mut last,
-                "sync",
-                config.orders.sync_minutes.saturating_mul(60),
-            )
-        {
-            tasks.push("sync");
+        let pace = Duration::from_millis(config.orders.poll_ms.clamp(200, 60_000));
+        // Each task with how often it runs.
+        let mut tasks: Vec<(&'static str, Duration)> = vec![("lifecycle", pace)];
+        let sync_every = config.orders.sync_minutes.saturating_mul(60);
+        if automatic && due(&mut last, "sync", sync_every) {
+            tasks.push(("sync", Duration::from_secs(sync_every)));
         }
-        if automatic && due(&mut last, "doubts", config.orders.reconcile_after_s) {
-            tasks.push("doubts");
+        let doubts_every = config.orders.reconcile_after_s;
+        if automatic && due(&mut last, "doubts", doubts_every) {
+            tasks.push(("doubts", Duration::from_secs(doubts_every)));
         }
         let balance_every = config.upstream.balance_minutes.saturating_mul(60);
         if automatic && due(&mut last, "balance", balance_every) {
-            tasks.push("balance");
+            tasks.push(("balance", Duration::from_secs(balance_every)));
         }
-        for task in tasks {
+        for (task, every) in tasks {
             let desk = desk.clone();
-            let ran = tokio::task::spawn_blocking(move || match task {
-                "sync" => desk.sync_with_upstream(false).map(drop),
-                "doubts" => desk.sync_with_upstream(true).map(drop),
-                "balance" => desk.read_balance().map(drop),
-                _ => desk.lifecycle_pass().map(drop),
+            let ran = tokio::task::spawn_blocking(move || {
+                // Hosts sharing the database take turns: one of them runs each round.
+                if !desk.backend().claim_scheduled(task, every)? {
+                    return Ok(());
+                }
+                match task {
+                    "sync" => desk.sync_with_upstream(false).map(drop),
+                    "doubts" => desk.sync_with_upstream(true).map(drop),
+                    "balance" => desk.read_balance().map(drop),
+                    _ => desk.lifecycle_pass().map(drop),
+                }
             })
             .await;
             match ran {
@@ -152,10 +178,7 @@ pub async fn run_lifecycle(desk: Arc<OrderDesk>) {
                 Err(e) => tracing::error!(task, "the scheduled task failed: {e}"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(
-            config.orders.poll_ms.clamp(200, 60_000),
-        ))
-        .await;
+        tokio::time::sleep(pace).await;
     }
 }
 
@@ -211,20 +234,41 @@ fn deliver_forever(desk: &OrderDesk) {
 }
 
 /// Fetches upstream's prices every `upstream.prices_refresh_minutes` (read at each round),
-/// until the process ends; does nothing while it is 0.
+/// until the process ends; does nothing while it is 0. With several hosts on one database, it
+/// also takes up, every [`FOLLOW_PRICES`], the prices another host fetched and stored, so that
+/// every host behind the load balancer prices alike.
 pub async fn run_price_refresh(desk: Arc<OrderDesk>) {
+    let mut fetched = Instant::now();
     loop {
+        let follow = desk.shares_placement();
+        tokio::time::sleep(if follow {
+            FOLLOW_PRICES
+        } else {
+            Duration::from_secs(60)
+        })
+        .await;
+        if follow {
+            let task = {
+                let desk = desk.clone();
+                tokio::task::spawn_blocking(move || desk.adopt_stored_prices())
+            };
+            match task.await {
+                Ok(Ok(true)) => tracing::info!("took up the upstream prices another host fetched"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!("the stored upstream prices: {e}"),
+                Err(e) => tracing::error!("the stored price task failed: {e}"),
+            }
+        }
         let minutes = desk
             .reseller()
             .active()
             .config()
             .upstream
             .prices_refresh_minutes;
-        if minutes == 0 {
-            tokio::time::sleep(Duration::from_secs(60)).await;
+        if minutes == 0 || fetched.elapsed() < Duration::from_secs(minutes.saturating_mul(60)) {
             continue;
         }
-        tokio::time::sleep(Duration::from_secs(minutes.saturating_mul(60))).await;
+        fetched = Instant::now();
         let task = {
             let desk = desk.clone();
             tokio::task::spawn_blocking(move || desk.refresh_prices())
@@ -236,6 +280,9 @@ pub async fn run_price_refresh(desk: Arc<OrderDesk>) {
         }
     }
 }
+
+/// How often a host sharing its database looks for prices another host stored.
+const FOLLOW_PRICES: Duration = Duration::from_secs(10);
 
 /// The paid orders, listed on a blocking thread; none (with the error logged) when that fails.
 async fn paid_orders(desk: &Arc<OrderDesk>) -> Vec<Order> {
