@@ -1125,17 +1125,14 @@ impl Config {
 
     /// The PostgreSQL database's URL, when `orders.database` is a `postgres://` URL.
     pub fn order_database_url(&self) -> Option<&str> {
-        self.orders
-            .database
-            .to_str()
-            .filter(|d| crate::orders::postgres::is_url(d))
+        self.orders.database.to_str().filter(|d| is_postgres_url(d))
     }
 
     /// The order database as it may be shown: the SQLite file's path, or the URL without its
     /// password.
     pub fn order_database_shown(&self) -> String {
         match self.order_database_url() {
-            Some(url) => crate::orders::postgres::redacted(url),
+            Some(url) => redacted_url(url),
             None => self.order_database().display().to_string(),
         }
     }
@@ -1221,6 +1218,31 @@ fn web_url(url: &str) -> Result<url::Url, &'static str> {
         return Err("must not contain spaces or control characters");
     }
     Ok(parsed)
+}
+
+/// Whether `database` names a PostgreSQL database (a `postgres://` or `postgresql://` URL)
+/// rather than a SQLite file.
+pub fn is_postgres_url(database: &str) -> bool {
+    let database = database.trim_start();
+    ["postgres://", "postgresql://"].iter().any(|scheme| {
+        database
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    })
+}
+
+/// The URL as it may be shown: its password, if any, replaced by `***`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Cannot fail for a URL with a host, which one with a password has.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(a database URL that cannot be read)".to_owned(),
+    }
 }
 
 #[cfg(test)]

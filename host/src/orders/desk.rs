@@ -532,7 +532,7 @@ impl OrderDesk {
         if !config.orders.check_balance || config.upstream.url.is_none() {
             return None;
         }
-        let now = crate::orders::sqlite::now_ms();
+        let now = super::store::now_ms();
         let max_age = i64::try_from(config.upstream.balance_max_age_s.saturating_mul(1000))
             .unwrap_or(i64::MAX);
         let stored = self.stored_balance().ok().flatten();

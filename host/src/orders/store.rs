@@ -773,6 +773,13 @@ pub trait CostStore: Send + Sync {
 }
 
 /// Behaviour every backend must show; a backend's tests call these on a fresh store.
+/// The time now, UNIX milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 pub(crate) mod conformance;
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::events::{EventKind, Webhook, retry_delay};
 use super::reconcile::{Options, Report};
-use super::sqlite::now_ms;
+use super::store::now_ms;
 use super::{Change, ListFilter, Order, OrderState};
 use super::{DeskError, OrderDesk};
 use crate::config::Lapse;

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::{EVENTS_LOCK, PgStore, db, get, unreadable};
 use crate::orders::OrderId;
 use crate::orders::events::{Event, EventKind};
-use crate::orders::sqlite::now_ms;
+use crate::orders::store::now_ms;
 use crate::orders::store::{EventStore, MAX_TEXT_LEN, StoreError, cut};
 
 const COLUMNS: &str = "id, kind, at_ms, order_id, data";

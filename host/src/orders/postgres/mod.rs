@@ -37,7 +37,7 @@ mod operations;
 pub use import::Copied;
 
 use super::events::EventKind;
-use super::sqlite::now_ms;
+use super::store::now_ms;
 use super::store::{
     Amendment, CallOutcome, Change, CostStore, Created, HistoryEntry, Interrupted, ListFilter,
     MAX_LIST_LIMIT, OrderStore, SendMarker, StoreError, TransitionRecord, UpstreamCall,
@@ -244,30 +244,7 @@ impl PgOptions {
     }
 }
 
-/// Whether `database` names a PostgreSQL database (a `postgres://` or `postgresql://` URL)
-/// rather than a SQLite file.
-pub fn is_url(database: &str) -> bool {
-    let database = database.trim_start();
-    ["postgres://", "postgresql://"].iter().any(|scheme| {
-        database
-            .get(..scheme.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
-    })
-}
-
-/// The URL as it may be shown: its password, if any, replaced by `***`.
-pub fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Cannot fail for a URL with a host, which one with a password has.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => "(a database URL that cannot be read)".to_owned(),
-    }
-}
+pub use crate::config::{is_postgres_url as is_url, redacted_url as redacted};
 
 /// Orders in a PostgreSQL database; see the [module documentation](self).
 pub struct PgStore {

@@ -12,7 +12,7 @@ use super::{
 use crate::orders::OrderId;
 use crate::orders::events::EventKind;
 use crate::orders::operation::{Began, NewOperation, Operation, OperationState, check_key};
-use crate::orders::sqlite::now_ms;
+use crate::orders::store::now_ms;
 use crate::orders::store::{
     MAX_TEXT_LEN, OperationEnd, OperationStore, OrderEffect, StoreError, checked_change, cut,
 };

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
 use rusqlite::{
@@ -367,12 +367,7 @@ fn migrate_with(conn: &mut Connection, steps: &[&str]) -> Result<(), StoreError>
     tx.commit().map_err(db)
 }
 
-/// The time now, UNIX milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub(crate) use super::store::now_ms;
 
 fn bad_value(e: impl std::error::Error + Send + Sync + 'static) -> FromSqlError {
     FromSqlError::Other(Box::new(e))
