@@ -92,6 +92,23 @@ async fn connect(driver: &str, chromium: &str) -> Client {
         .expect("a browser session")
 }
 
+/// The text of the first element `css` matches once it contains `want`: a click that submits a
+/// form returns before the next page has loaded, so the page is asked again until it shows
+/// what the action leads to (up to 20 s).
+async fn text_once(client: &Client, css: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(want) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn shot(client: &Client, name: &str) {
     let Some(dir) = std::env::var_os("RESELLER_SCREENSHOTS") else {
         return;
@@ -153,13 +170,7 @@ fn an_operator_settles_an_in_doubt_order_in_the_browser() {
             .click()
             .await
             .expect("submit");
-        let body = client
-            .find(Locator::Css("body"))
-            .await
-            .expect("body")
-            .text()
-            .await
-            .expect("text");
+        let body = text_once(&client, "body", "not the token or the password").await;
         assert!(body.contains("not the token or the password"), "{body}");
         let secret = client
             .find(Locator::Css("input[name=secret]"))
@@ -175,27 +186,26 @@ fn an_operator_settles_an_in_doubt_order_in_the_browser() {
             .expect("submit");
 
         // Signed in: the in-doubt order stands out, on every page.
+        assert_eq!(
+            text_once(&client, "p.doubt a", "in doubt").await,
+            "1 in doubt"
+        );
         let banner = client
             .find(Locator::Css("p.doubt a"))
             .await
             .expect("the in-doubt banner");
-        assert_eq!(banner.text().await.expect("text"), "1 in doubt");
         shot(&client, "console-orders.png").await;
         banner.click().await.expect("follow");
         client
-            .find(Locator::LinkText(&id))
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::LinkText(&id))
             .await
             .expect("the order in the in-doubt list")
             .click()
             .await
             .expect("open");
-        let page = client
-            .find(Locator::Css("main"))
-            .await
-            .expect("main")
-            .text()
-            .await
-            .expect("text");
+        let page = text_once(&client, "main", "In doubt.").await;
         assert!(page.contains("In doubt."), "{page}");
         assert!(
             page.contains("addition.order.param"),
@@ -228,8 +238,7 @@ fn an_operator_settles_an_in_doubt_order_in_the_browser() {
             .click()
             .await
             .expect("submit");
-        let state = client.find(Locator::Css("h1 .state")).await.expect("state");
-        assert_eq!(state.text().await.expect("text"), "placed");
+        assert_eq!(text_once(&client, "h1 .state", "placed").await, "placed");
         let notice = client.find(Locator::Css(".notice")).await.expect("notice");
         assert!(notice.text().await.expect("text").contains("placed"));
         assert!(
@@ -272,6 +281,18 @@ fn an_operator_settles_an_in_doubt_order_in_the_browser() {
             .click()
             .await
             .expect("click");
+        // Signing out leads to the sign-in page; wait for it before asking for another page.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .ends_with("/console/signin")
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         client.goto(&format!("{base}/orders")).await.expect("goto");
         assert!(
             client
