@@ -11,43 +11,13 @@
 //!
 //! Messages never carry internals (paths, backtraces, secrets); echoed values are cut short.
 
-use std::borrow::Cow;
-
 use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::events::{BytesDecl, Event};
 use serde_json::json;
 
 use crate::bindings::pricing::{Format, Query};
-
-/// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
-/// Characters XML cannot carry are replaced first (see [`xml_chars`]).
-fn text(s: &str) -> BytesText<'_> {
-    use quick_xml::escape::partial_escape;
-    match xml_chars(s) {
-        Cow::Borrowed(s) => BytesText::from_escaped(partial_escape(s)),
-        Cow::Owned(s) => BytesText::from_escaped(partial_escape(&s).into_owned()),
-    }
-}
-
-/// Whether XML 1.0 can carry `c` at all, escaped or not: not the C0 controls other than tab,
-/// line feed and carriage return, nor U+FFFE and U+FFFF.
-pub fn is_xml_char(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
-}
-
-/// `s` with every character XML cannot carry replaced by U+FFFD, so that any input (a peer's
-/// parameter, a plugin's message) leaves the document well-formed.
-pub fn xml_chars(s: &str) -> Cow<'_, str> {
-    if s.chars().all(is_xml_char) {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(
-            s.chars()
-                .map(|c| if is_xml_char(c) { c } else { '\u{FFFD}' })
-                .collect(),
-        )
-    }
-}
+// One rule for what XML can carry, shared with the plugin's renderers.
+pub use reseller_plugin::render::{is_xml_char, xml_chars, xml_text as text};
 
 /// Content type of XML answers.
 pub const XML: &str = "text/xml; charset=utf-8";
@@ -450,7 +420,10 @@ mod tests {
             assert_eq!(v["doc"]["error"]["$object"], hostile);
         }
         assert_eq!(xml_chars("tab\tnew\nline"), "tab\tnew\nline");
-        assert!(matches!(xml_chars("plain Щ 😀"), Cow::Borrowed(_)));
+        assert!(matches!(
+            xml_chars("plain Щ 😀"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::model::{Cost, Document, Money};
 
 /// Element text escaped only where XML needs it (`<`, `>`, `&`): quotes stay readable.
 /// Characters XML cannot carry are replaced first (see [`xml_chars`]).
-fn text(s: &str) -> BytesText<'_> {
+pub fn xml_text(s: &str) -> BytesText<'_> {
     use quick_xml::escape::partial_escape;
     match xml_chars(s) {
         Cow::Borrowed(s) => BytesText::from_escaped(partial_escape(s)),
@@ -106,9 +106,9 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
         for line in lines {
             w.create_element("pricelist").write_inner_content(|w| {
                 let id = line.id.to_string();
-                w.create_element("id").write_text_content(text(&id))?;
+                w.create_element("id").write_text_content(xml_text(&id))?;
                 w.create_element("additionintname")
-                    .write_text_content(text(line.additionintname))?;
+                    .write_text_content(xml_text(line.additionintname))?;
                 for (currency, periods) in line.by_currency() {
                     w.create_element("price")
                         .with_attribute(("currency", xml_chars(currency).as_ref()))
@@ -122,15 +122,15 @@ fn write_xml(w: &mut Writer<Vec<u8>>, lines: &[PriceLine<'_>]) -> std::io::Resul
                                         ("type", "month"),
                                         ("length", length.as_str()),
                                     ])
-                                    .write_text_content(text(period_word(*months)))?;
+                                    .write_text_content(xml_text(period_word(*months)))?;
                             }
                             Ok(())
                         })?;
                 }
                 w.create_element("intname")
-                    .write_text_content(text(line.intname))?;
+                    .write_text_content(xml_text(line.intname))?;
                 w.create_element("name")
-                    .write_text_content(text(line.name))?;
+                    .write_text_content(xml_text(line.name))?;
                 Ok(())
             })?;
         }
