@@ -1,20 +1,9 @@
 //! The `reseller` command line: the printed price list, help, and refusals of bad configuration.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::common::{BIN, Server, fixture, get};
-
-fn reseller(args: &[&str]) -> Output {
-    // A fresh working directory: `serve` on the defaults keeps its order database there.
-    let workdir = tempfile::tempdir().expect("a working directory");
-    Command::new(BIN)
-        .current_dir(workdir.path())
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run reseller")
-}
+use crate::common::{Server, fixture, get, reseller};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("utf-8")

@@ -8,9 +8,8 @@
 //! is skipped and why, except under `CI=true`, where that is a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use crate::common::{BIN, Server, fixture, get};
+use crate::common::{Server, fixture, get, reseller, text};
 
 const RUST_POLICY: &str = reseller_test_artifacts::POLICY_RUST_PATH;
 /// The Python example policy, `examples/policy-python/policy.wasm`.
@@ -56,18 +55,6 @@ fn built(var: &str, what: &str) -> Option<PathBuf> {
 /// or JavaScript component takes tens of seconds, loading it from the cache a fraction of one.
 fn code_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot-cache")
-}
-
-fn reseller(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run reseller")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The fixture catalogue with `plugin` (a whole plugin) or the built-in protocol joined to

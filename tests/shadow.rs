@@ -2,12 +2,11 @@
 //! CLI, its promotion, and a hostile candidate that never reaches a live answer.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{BIN, Server, fixture, get};
+use crate::common::{Server, fixture, get, reseller};
 
 const RUST_POLICY: &str = reseller_test_artifacts::POLICY_RUST_PATH;
 const HOSTILE_POLICY: &str = reseller_test_artifacts::HOSTILE_POLICY_PATH;
@@ -63,14 +62,6 @@ fn settled_report(server: &Server, at_least: u64) -> Value {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn reseller(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run reseller")
 }
 
 /// The cost attribute of every period of a price list, in order.

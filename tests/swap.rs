@@ -2,28 +2,16 @@
 //! signal (a failed swap keeps the old plugin serving), and `reseller check`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Server, fixture, get};
+use crate::common::{Server, fixture, get, reseller, text};
 
 const BUILTIN: &str = env!("RESELLER_PLUGIN_WASM");
 const CHARM: &str = reseller_test_artifacts::CHARM_PATH;
 const HOSTILE: &str = reseller_test_artifacts::HOSTILE_PATH;
 const TOKEN: &str = "test-token-0123456789";
 const PANEL: &str = "/billmgr?func=pricelist.export&itemtype=addition&onlyavailable=on&out=xml";
-
-fn reseller(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("run reseller")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// What serves: a whole plugin or a protocol (`plugin.path`), and the policy joined to a
 /// protocol (`plugin.policy.path`); `None` for the built-in ones.

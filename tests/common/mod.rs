@@ -11,6 +11,23 @@ use std::time::Duration;
 pub const BIN: &str = env!("CARGO_BIN_EXE_reseller");
 
 /// A file of the test fixtures.
+/// Runs the `reseller` command line with `args`, in a fresh working directory (`serve` on the
+/// defaults keeps its order database there), without backtraces in its output.
+pub fn reseller(args: &[&str]) -> std::process::Output {
+    let workdir = tempfile::tempdir().expect("a working directory");
+    Command::new(BIN)
+        .current_dir(workdir.path())
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run reseller")
+}
+
+/// Output as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
