@@ -288,7 +288,8 @@ fn a_sqlite_history_migrated_to_postgres_is_served_and_placed_from_there() {
     let api = Api::new(&server);
     let placed = order_for(&server, "184431", "drweb-lite", 55361);
     api.paid(&placed);
-    let before = api.settled(&placed);
+    api.settled(&placed);
+    let before = api.placed_with_expiry(&placed);
     assert_eq!(before["order"]["state"], "placed", "{before}");
     let unpaid = order_for(&server, "184432", "drweb-pro", 55362);
     drop(server);

@@ -42,7 +42,8 @@ fn placed(setup: &Setup, server: &crate::common::Server) -> String {
     let api = Api::new(server);
     let id = order_for(server, "184431", "drweb-lite", 55361);
     api.paid(&id);
-    let placed = api.settled(&id);
+    api.settled(&id);
+    let placed = api.placed_with_expiry(&id);
     assert_eq!(placed["order"]["state"], "placed", "{placed}");
     assert_eq!(setup.count(PLACE), 1);
     id

@@ -206,6 +206,14 @@ impl<'a> Api<'a> {
         })
     }
 
+    /// The order once placed with its expiry read from upstream (a read made after the order,
+    /// so it may land a moment after the state).
+    pub(crate) fn placed_with_expiry(&self, id: &str) -> Value {
+        self.wait_for(id, |o| {
+            o["order"]["state"] != "placed" || !o["order"]["expires_at"].is_null()
+        })
+    }
+
     pub(crate) fn paid(&self, id: &str) -> Value {
         let (status, body) = self.post(&format!("/orders/{id}/paid"), json!({}));
         assert_eq!(status, 200, "{body}");
